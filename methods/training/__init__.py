@@ -1,0 +1,25 @@
+"""Training methods, one per file; each is a loss run by ``methods.loop``.
+
+``build_method(name, **options)`` builds one by registry name.
+"""
+
+from __future__ import annotations
+
+from methods.training.adversarial import AdversarialTraining
+from methods.training.base import StepOutput, TrainingMethod
+from methods.training.erm import ERM
+
+__all__ = ["ERM", "METHODS", "AdversarialTraining", "StepOutput", "TrainingMethod", "build_method"]
+
+METHODS: dict[str, type[TrainingMethod]] = {
+    ERM.name: ERM,
+    AdversarialTraining.name: AdversarialTraining,
+}
+
+
+def build_method(name: str, **options: object) -> TrainingMethod:
+    """A method by registry name from a run's flat options; unknown names raise
+    ``ValueError`` listing the valid ones."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    return METHODS[name].from_options(**options)

@@ -1,0 +1,389 @@
+"""The command line: ``limelight <verb>`` (also ``python -m orchestrator``).
+
+Exit codes: 0 done; 2 bad input, reported as one line naming the field or path and
+what is allowed, before any work starts; 1 a run that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from methods.attacks import ATTACKS
+from methods.data import DATASETS, DataNotFoundError, load_dataset
+from methods.evaluate import EvalResult
+from methods.loop import NonFiniteLossError, resolve_device
+from methods.models import MODELS
+from methods.training import METHODS
+from orchestrator.checkpoints import CheckpointError, check_fits, read_checkpoint, restore_model
+from orchestrator.config import (
+    OPTIMIZERS,
+    SCHEDULES,
+    TRAINING_ATTACKS,
+    ConfigError,
+    EvalConfig,
+    TrainConfig,
+)
+from orchestrator.train import (
+    check_resumable,
+    default_out_dir,
+    evaluate_split,
+    run_training,
+    write_json,
+)
+
+__all__ = ["main"]
+
+log = logging.getLogger("limelight")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, no usage block: the message already names the flag and the choices.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        message = f"expected numbers separated by commas, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(v for v in text.replace(",", " ").split() if v)
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default="data",
+        metavar="DIR",
+        help="where mnist/cifar10/cifar100/cifar10c live (default: ./data)",
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download mnist/cifar10/cifar100 into --data-dir if missing",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+
+
+def _add_eval_flags(parser: argparse.ArgumentParser, eps_help: str) -> None:
+    parser.add_argument("--eps", type=_float_list, default=None, metavar="E[,E...]", help=eps_help)
+    parser.add_argument(
+        "--attacks",
+        type=_name_list,
+        default=("fgsm", "pgd"),
+        metavar="A[,A...]",
+        help=f"attacks to run at each eps; valid: {', '.join(ATTACKS)} (default: fgsm,pgd)",
+    )
+    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD steps (default: 20)")
+    parser.add_argument("--pgd-restarts", type=int, default=1, help="PGD restarts (default: 1)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on the first N test images only",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="limelight",
+        description="Interpretability-guided adversarial robustness experiments.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+
+    train = verbs.add_parser(
+        "train",
+        help="train one model, then evaluate it",
+        description="Train one model with a method, checkpoint every epoch (an existing "
+        "checkpoint in --out resumes), then evaluate clean, FGSM and PGD accuracy "
+        "on the test split. TensorBoard logs go to OUT/tensorboard.",
+    )
+    train.add_argument(
+        "--method", default="erm", choices=list(METHODS), help="training method (default: erm)"
+    )
+    train.add_argument(
+        "--dataset",
+        default="digits",
+        choices=list(DATASETS),
+        help="data set (default: digits, embedded)",
+    )
+    train.add_argument(
+        "--model",
+        default=None,
+        choices=list(MODELS),
+        help="model (default: small_cnn for digits, sgt_mnist_cnn for mnist, resnet18 for cifar)",
+    )
+    train.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
+    train.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    train.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=OPTIMIZERS,
+        help="sgd (Nesterov, momentum 0.9) or adam (AdamW) (default: sgd)",
+    )
+    train.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default: 0.05)")
+    train.add_argument("--weight-decay", type=float, default=5e-4, help="(default: 5e-4)")
+    train.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=SCHEDULES,
+        help="learning-rate schedule, stepped per batch (default: cosine)",
+    )
+    train.add_argument(
+        "--attack-eps",
+        type=float,
+        default=None,
+        help="L-inf eps of the training attack on the [0,1] scale (default: "
+        "0.1 digits, 0.3 mnist, 8/255 cifar); also the monitored PGD eps",
+    )
+    train.add_argument(
+        "--training-attack",
+        default="pgd",
+        choices=TRAINING_ATTACKS,
+        help="adversarial method's attack: pgd or fgsm_rs (fast AT) (default: pgd)",
+    )
+    train.add_argument(
+        "--attack-steps",
+        type=int,
+        default=10,
+        help="PGD steps of the training attack (default: 10)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run directory (default: results/train/DATASET-METHOD-seedSEED)",
+    )
+    _add_data_flags(train)
+    _add_eval_flags(train, "evaluation eps grid (default: the data set's grid plus --attack-eps)")
+    train.set_defaults(handler=_train)
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="attack trained checkpoints and print their accuracy",
+        description="Evaluate one or more checkpoints: clean accuracy, FGSM and PGD accuracy "
+        "over an eps grid ('worst' = survives every attack), and per-corruption "
+        "accuracy on cifar10c. Writes CHECKPOINT_STEM.eval.json beside each.",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="C",
+        help="checkpoint file(s) written by limelight train",
+    )
+    evaluate.add_argument(
+        "--dataset",
+        default=None,
+        choices=list(DATASETS),
+        help="data set (default: the one each checkpoint was trained on)",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of PGD's random start")
+    _add_data_flags(evaluate)
+    _add_eval_flags(evaluate, "eps grid (default: the data set's grid)")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+# ----------------------------------------------------------------------------- verbs
+
+
+def _eval_config(args: argparse.Namespace) -> EvalConfig:
+    return EvalConfig(
+        eps=args.eps,
+        attacks=args.attacks,
+        pgd_steps=args.pgd_steps,
+        pgd_restarts=args.pgd_restarts,
+        limit=args.limit,
+        seed=args.seed,
+    )
+
+
+def _check_device(name: str) -> None:
+    try:
+        resolve_device(name)
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(f"--device: {str(error).splitlines()[0]}") from error
+
+
+def _load_data(name: str, args: argparse.Namespace):
+    try:
+        return load_dataset(name, data_dir=args.data_dir, download=args.download)
+    except DataNotFoundError as error:
+        raise UsageError(str(error)) from error
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = TrainConfig(
+        method=args.method,
+        dataset=args.dataset,
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        attack_eps=args.attack_eps,
+        training_attack=args.training_attack,
+        attack_steps=args.attack_steps,
+        seed=args.seed,
+    )
+    eval_config = _eval_config(args)
+    _check_device(args.device)
+    out_dir = args.out or default_out_dir(config)
+    check_resumable(out_dir, config)
+    dataset = _load_data(config.dataset, args)
+    outcome = run_training(
+        config, dataset, out_dir=out_dir, device=args.device, eval_config=eval_config
+    )
+    final = outcome.history[-1]
+    print(
+        f"\n{outcome.config.method} on {dataset.name} ({outcome.config.model_name}), "
+        f"{final.epoch} epochs, seed {outcome.config.seed}, train eps "
+        f"{outcome.config.attack_eps:g}, {outcome.wall_s:.1f}s"
+    )
+    print(format_results([(outcome.config.method, outcome.evaluation)]))
+    print(f"checkpoint: {outcome.checkpoint}\ntensorboard --logdir {out_dir / 'tensorboard'}")
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    eval_config = _eval_config(args)
+    _check_device(args.device)
+    states = []
+    for path in args.checkpoint:  # read all first: a bad path fails before any attack runs
+        try:
+            states.append(read_checkpoint(path))
+        except CheckpointError as error:
+            raise UsageError(f"--checkpoint: {error}") from error
+    results: list[tuple[str, EvalResult]] = []
+    datasets: dict[str, object] = {}
+    for path, state in zip(args.checkpoint, states, strict=False):
+        name = args.dataset or state["meta"]["dataset"]
+        if name not in datasets:
+            datasets[name] = _load_data(name, args)
+        dataset = datasets[name]
+        try:
+            check_fits(state["meta"], dataset)
+            model = restore_model(state)
+        except CheckpointError as error:
+            raise UsageError(f"--checkpoint: {path}: {error}") from error
+        train_eps = state["meta"]["config"].get("attack_eps")
+        result = evaluate_split(model, dataset, eval_config, train_eps, args.device)
+        write_json(
+            path.with_name(path.stem + ".eval.json"),
+            {"checkpoint": str(path), "dataset": dataset.name, **result.to_dict()},
+        )
+        label = f"{state['meta'].get('method', '?')} ({path.parent.name})"
+        results.append((label, result))
+    print(format_results(results))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def format_results(results: Sequence[tuple[str, EvalResult]]) -> str:
+    """A table with one column per model and one row per metric (accuracy in %)."""
+    rows: dict[str, list[str]] = {"clean": []}
+    for _, result in results:
+        rows["clean"].append(f"{100 * result.clean_acc:.1f}")
+    for column, (_, result) in enumerate(results):
+        for point in result.robust_curve:
+            key = f"{point.attack} eps={point.eps:.4g}"
+            rows.setdefault(key, ["-"] * len(results))[column] = f"{100 * point.acc:.1f}"
+        if result.corruption_acc is not None:
+            key = "corruptions (mean)"
+            rows.setdefault(key, ["-"] * len(results))[column] = (
+                f"{100 * result.corruption_acc:.1f}"
+            )
+    headers = ["accuracy %"] + [label for label, _ in results]
+    table = [headers] + [[key, *values] for key, values in rows.items()]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+        )
+        for row in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    n = {result.n_eval for _, result in results}
+    lines.append(
+        f"(n = {', '.join(map(str, sorted(n)))} test images; "
+        "worst = survives every attack at that eps)"
+    )
+    for label, result in results:
+        for flag in result.audit_flags:
+            lines.append(f"audit warning [{label}]: {flag}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _setup_logging(verbose: bool) -> None:
+    # On a terminal the progress bar shows progress; elsewhere (ray job logs, CI) the
+    # per-epoch log lines do.
+    quiet = sys.stderr.isatty() and not verbose
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "verbose", False))
+    prog = f"limelight {args.verb}"
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"{prog}: error: {_flag(error.field)}: {error.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except NonFiniteLossError as error:
+        print(f"{prog}: failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
