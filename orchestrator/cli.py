@@ -236,9 +236,9 @@ def _check_device(name: str) -> None:
         raise UsageError(f"--device: {str(error).splitlines()[0]}") from error
 
 
-def _load_data(name: str, args: argparse.Namespace):
+def _load_data(name: str, args: argparse.Namespace, seed: int = 0):
     try:
-        return load_dataset(name, data_dir=args.data_dir, download=args.download)
+        return load_dataset(name, data_dir=args.data_dir, download=args.download, seed=seed)
     except DataNotFoundError as error:
         raise UsageError(str(error)) from error
 
@@ -263,7 +263,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_device(args.device)
     out_dir = args.out or default_out_dir(config)
     check_resumable(out_dir, config)
-    dataset = _load_data(config.dataset, args)
+    dataset = _load_data(config.dataset, args, seed=config.seed)
     outcome = run_training(
         config, dataset, out_dir=out_dir, device=args.device, eval_config=eval_config
     )

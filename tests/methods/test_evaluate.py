@@ -1,0 +1,123 @@
+"""Evaluation: the robust curve from real attacks, corruption accuracy, the audit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from methods.data import load_cifar10c
+from methods.evaluate import (
+    EvalResult,
+    RobustPoint,
+    accuracy,
+    audit,
+    corruption_accuracy,
+    evaluate,
+)
+from methods.models import build_model
+from tests.formats import write_cifar10c
+
+
+@pytest.fixture(scope="module")
+def result(trained_digits, digits) -> EvalResult:
+    images, labels = digits.test.tensors()
+    return evaluate(trained_digits, images, labels, eps_grid=(0.05, 0.1, 0.2), pgd_steps=10)
+
+
+def test_record_holds_floats_in_unit_range(result, digits):
+    assert result.n_eval == len(digits.test)
+    assert isinstance(result.clean_acc, float)
+    assert {(p.attack, p.eps) for p in result.robust_curve} == {
+        (a, e) for a in ("fgsm", "pgd", "worst") for e in (0.05, 0.1, 0.2)
+    }
+    for point in result.robust_curve:
+        assert isinstance(point.acc, float) and 0.0 <= point.acc <= 1.0
+    json.loads(json.dumps(result.to_dict()))  # plain data all the way down
+
+
+def test_curve_is_consistent(result, trained_digits, digits):
+    assert result.clean_acc == pytest.approx(accuracy(trained_digits, *digits.test.tensors()))
+    for eps in (0.05, 0.1, 0.2):
+        worst = result.acc("worst", eps)
+        assert worst <= min(result.acc("fgsm", eps), result.acc("pgd", eps))
+        assert result.acc("pgd", eps) <= result.clean_acc
+    assert result.acc("pgd", 0.2) < result.acc("pgd", 0.05)
+    assert result.audit_flags == ()
+    with pytest.raises(KeyError, match=r"no pgd accuracy at eps=0\.3"):
+        result.acc("pgd", 0.3)
+
+
+def test_same_seed_reproduces(trained_digits, digits):
+    images, labels = digits.test.tensors(slice(0, 100))
+    runs = [
+        evaluate(trained_digits, images, labels, eps_grid=(0.1,), attacks=("pgd",), seed=5)
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+
+
+def test_model_mode_is_restored(trained_digits, digits):
+    trained_digits.train()
+    try:
+        evaluate(trained_digits, *digits.test.tensors(slice(0, 20)), eps_grid=(0.1,))
+        assert trained_digits.training
+    finally:
+        trained_digits.eval()
+
+
+def _result(points, clean=0.9, n=1000):
+    return EvalResult(
+        n_eval=n, clean_acc=clean, robust_curve=tuple(RobustPoint(*p) for p in points)
+    )
+
+
+def test_audit_flags_gradient_masking_signs():
+    healthy = _result(
+        [("fgsm", 0.1, 0.6), ("pgd", 0.1, 0.5), ("fgsm", 0.2, 0.3), ("pgd", 0.2, 0.2)]
+    )
+    assert audit(healthy) == ()
+    masked = _result([("fgsm", 0.1, 0.4), ("pgd", 0.1, 0.6)])
+    assert "pgd_above_fgsm@0.1" in audit(masked)
+    rising = _result([("pgd", 0.1, 0.3), ("pgd", 0.2, 0.5)])
+    assert "non_monotone_pgd" in audit(rising)
+    above = _result([("pgd", 0.1, 0.95)], clean=0.9)
+    assert "robust_above_clean@pgd:0.1" in audit(above)
+    # one example's worth of noise on a small evaluation is not a flag
+    assert audit(_result([("fgsm", 0.1, 0.50), ("pgd", 0.1, 0.51)], n=100)) == ()
+
+
+def test_corruption_accuracy_on_cifar10c_files(tmp_path):
+    for corruption in ("fog", "snow"):
+        write_cifar10c(tmp_path, n=6, corruption=corruption)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", (3, 32, 32), 10, (0.5,) * 3, (0.25,) * 3).eval()
+    points = corruption_accuracy(model, tmp_path, corruptions=("fog", "snow"), severities=(1, 5))
+    assert [(p.corruption, p.severity) for p in points] == [
+        ("fog", 1),
+        ("fog", 5),
+        ("snow", 1),
+        ("snow", 5),
+    ]
+    for point in points:
+        expected = accuracy(
+            model, *load_cifar10c(tmp_path, point.corruption, point.severity).tensors()
+        )
+        assert point.acc == pytest.approx(expected)
+
+    images = torch.rand(8, 3, 32, 32)
+    labels = torch.arange(8) % 10
+    full = evaluate(
+        model,
+        images,
+        labels,
+        eps_grid=(),
+        attacks=("pgd",),
+        corruption_root=tmp_path,
+        corruptions=("fog", "snow"),
+        severities=(1, 5),
+    )
+    assert full.corruption_acc == pytest.approx(sum(p.acc for p in points) / 4)
+    assert asdict(full)["corruption_curve"][0]["corruption"] == "fog"

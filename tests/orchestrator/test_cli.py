@@ -1,0 +1,203 @@
+"""`limelight train` and `limelight evaluate` end to end, and their exit-2 contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from orchestrator.cli import main
+from tests.formats import write_cifar10
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_usage_error(code: int, err: str, *parts: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A 2-epoch ERM run through the CLI (module-scoped: several tests read it)."""
+    out = tmp_path_factory.mktemp("runs") / "erm"
+    code = main(
+        [
+            "train",
+            "--method",
+            "erm",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--eps",
+            "0.1",
+            "--pgd-steps",
+            "5",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("argv", "parts"),
+    [
+        (["train", "--dataset", "imagenet"], ["--dataset", "invalid choice", "digits"]),
+        (["train", "--model", "vit"], ["--model", "small_cnn", "resnet18"]),
+        (["train", "--method", "magic"], ["--method", "erm", "adversarial"]),
+        (["train", "--attack-eps", "1.5"], ["--attack-eps", "[0, 1]", "1.5"]),
+        (["train", "--attack-eps", "-0.1"], ["--attack-eps", "[0, 1]"]),
+        (["train", "--epochs", "0"], ["--epochs", ">= 1"]),
+        (["train", "--epochs", "three"], ["--epochs", "invalid int value"]),
+        (["train", "--lr", "0"], ["--lr", "> 0"]),
+        (["train", "--device", "tpu"], ["--device"]),
+        (["evaluate", "--checkpoint", "x.pt", "--eps", "2"], ["--eps", "[0, 1]"]),
+        (["evaluate", "--checkpoint", "x.pt", "--attacks", "cw"], ["--attacks", "fgsm, pgd"]),
+        (["evaluate", "--checkpoint", "nowhere/x.pt"], ["--checkpoint", "nowhere/x.pt"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, parts, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(argv, capsys)
+    _assert_usage_error(code, err, *parts)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_missing_data_directory_names_the_fetch_command(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = _run(
+        ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"), "--out", str(out)],
+        capsys,
+    )
+    _assert_usage_error(code, err, str(tmp_path / "none"), "--download")
+    assert not out.exists()
+
+
+def test_corrupt_checkpoint(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    code, _, err = _run(["evaluate", "--checkpoint", str(bad)], capsys)
+    _assert_usage_error(code, err, "--checkpoint", str(bad), "not a readable checkpoint")
+
+
+def test_train_writes_checkpoint_tensorboard_and_results(trained_run):
+    state = torch.load(trained_run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["meta"]["dataset"] == "digits"
+    assert any((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    result = json.loads((trained_run / "eval.json").read_text())
+    assert isinstance(result["clean_acc"], float) and 0.0 <= result["clean_acc"] <= 1.0
+    assert {p["attack"] for p in result["robust_curve"]} == {"fgsm", "pgd", "worst"}
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "small_cnn" and config["attack_eps"] == 0.1
+
+
+def test_evaluate_prints_a_table_and_writes_json(trained_run, capsys):
+    checkpoint = trained_run / "checkpoint.pt"
+    code, out, _ = _run(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoint),
+            "--eps",
+            "0.05,0.1",
+            "--attacks",
+            "pgd",
+            "--pgd-steps",
+            "5",
+            "--limit",
+            "50",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "clean" in out and "pgd eps=0.05" in out and "pgd eps=0.1" in out
+    result = json.loads((trained_run / "checkpoint.eval.json").read_text())
+    assert result["n_eval"] == 50 and result["dataset"] == "digits"
+    assert [p["eps"] for p in result["robust_curve"]] == [0.05, 0.1]
+
+
+def test_checkpoint_for_another_shape_is_refused(trained_run, capsys, tmp_path):
+    write_cifar10(tmp_path)
+    code, _, err = _run(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(trained_run / "checkpoint.pt"),
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    _assert_usage_error(code, err, "--checkpoint", "digits (1x8x8", "cifar10 is 3x32x32")
+
+
+def test_resume_with_other_settings_is_refused(trained_run, capsys):
+    code, _, err = _run(
+        ["train", "--method", "adversarial", "--epochs", "2", "--out", str(trained_run)], capsys
+    )
+    _assert_usage_error(code, err, "--out", "method: 'adversarial' != 'erm'")
+
+
+def test_more_epochs_resume_the_run(trained_run, capsys, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "checkpoint.pt").write_bytes((trained_run / "checkpoint.pt").read_bytes())
+    code, out, _ = _run(
+        [
+            "train",
+            "--epochs",
+            "3",
+            "--out",
+            str(copy),
+            "--eps",
+            "0.1",
+            "--pgd-steps",
+            "2",
+            "--limit",
+            "20",
+        ],
+        capsys,
+    )
+    assert code == 0 and "3 epochs" in out
+    history = torch.load(copy / "checkpoint.pt", weights_only=True)["history"]
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+
+
+def test_module_entry_point_and_help():
+    for verb in ("train", "evaluate"):
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", verb, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and "--dataset" in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "train", "--attack-eps", "7"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "limelight train: error: --attack-eps: must lie in [0, 1] "
+        "(L-inf on the [0,1] pixel scale), got 7"
+    )
