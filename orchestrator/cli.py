@@ -305,8 +305,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             path.with_name(path.stem + ".eval.json"),
             {"checkpoint": str(path), "dataset": dataset.name, **result.to_dict()},
         )
-        label = f"{state['meta'].get('method', '?')} ({path.parent.name})"
-        results.append((label, result))
+        results.append((path.parent.name or str(path), result))
     print(format_results(results))
     return EXIT_OK
 
