@@ -5,11 +5,12 @@ The reference is the loop a researcher writes by hand: `x.requires_grad_(True)`,
 step, then projection with `clamp(x - images, -eps, eps)` and `clamp(0, 1)`.
 Both get the same model (eval mode, seeded random weights: speed does not depend
 on training), the same seeded inputs, eps, step size (2.5 * eps / steps), random
-start, steps and batch. Repeats alternate the two (and the order within a
-repeat), so machine noise hits both; the table gives median images/s and the
-ratio of medians. "fwd+bwd limit" is one forward + input-gradient pass, in
-images/s divided by steps: what PGD-`steps` would reach with zero overhead.
-"max |diff|" is the largest gap between the two implementations' adversarial
+start, steps and batch. Each repeat interleaves them call by call, flipping the
+order every round, so machine noise hits both; the table gives the median over
+repeats of each one's images/s and the ratio of those medians.
+"fwd+bwd limit": one forward + input-gradient pass, in images/s divided by
+steps, i.e. what PGD-`steps` would reach with zero overhead.
+"max |diff|": the largest gap between the two implementations' adversarial
 images (same start noise): float rounding (~1e-8) when they do the same work,
 about 2 * step size where a gradient sign differs.
 
@@ -98,11 +99,6 @@ def timed(fn: Callable[[], object], calls: int) -> float:
     return time.perf_counter() - start
 
 
-def calls_for(once: float, min_time: float) -> int:
-    """Calls per timed block so that a block lasts about ``min_time`` seconds."""
-    return max(1, round(min_time / max(once, 1e-9)))
-
-
 def default_eps(shape: tuple[int, int, int]) -> float:
     if shape[0] == 3:
         return 8 / 255  # CIFAR convention
@@ -136,7 +132,7 @@ def bench_case(
         forward_backward(model, images, labels)
 
     # Warm-up (allocator, oneDNN primitives), then one timed call of each: it sizes the
-    # timed blocks, and its outputs check that both implementations do the same work.
+    # rounds, and its outputs check that both implementations do the same work.
     fwd_bwd()
     once = {"fwd_bwd": timed(fwd_bwd, 1)}
     start = time.perf_counter()
@@ -147,15 +143,23 @@ def bench_case(
     once["reference"] = time.perf_counter() - start
     max_diff = (adv_library - adv_reference).abs().max().item()
 
+    # A repeat is `rounds` rounds of (one library call, one reference call, a few
+    # forward+backward passes), the order flipping every round: a burst of load from
+    # other processes lands on both within a fraction of a second.
     fns = {"library": library, "reference": reference, "fwd_bwd": fwd_bwd}
-    calls = {key: calls_for(once[key], args.min_time) for key in fns}
+    calls = {"library": 1, "reference": 1}
+    calls["fwd_bwd"] = max(1, round(0.25 * once["library"] / once["fwd_bwd"]))
+    rounds = max(1, round(args.min_time / once["library"]))
     rates: dict[str, list[float]] = {key: [] for key in fns}
     order = list(fns)
-    for repeat in range(args.repeats):
-        # Alternate who goes first, so a slow spell does not always hit the same one.
-        for key in order if repeat % 2 == 0 else order[::-1]:
-            seconds = timed(fns[key], calls[key])
-            rates[key].append(args.batch * calls[key] / seconds)
+    for _ in range(args.repeats):
+        seconds = dict.fromkeys(fns, 0.0)
+        for _ in range(rounds):
+            for key in order:
+                seconds[key] += timed(fns[key], calls[key])
+            order.reverse()
+        for key in fns:
+            rates[key].append(args.batch * calls[key] * rounds / seconds[key])
     lib = statistics.median(rates["library"])
     ref = statistics.median(rates["reference"])
     limit = statistics.median(rates["fwd_bwd"]) / args.steps
@@ -217,8 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--min-time",
         type=float,
-        default=0.3,
-        help="seconds per timed block, repeating fast calls (default 0.3)",
+        default=0.5,
+        help="seconds of library calls per repeat, in interleaved rounds (default 0.5)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds weights, inputs, start noise (default 0)"

@@ -15,6 +15,7 @@ from pathlib import Path
 from methods.attacks import ATTACKS
 from methods.data import DATASETS, DataNotFoundError, load_dataset
 from methods.evaluate import EvalResult
+from methods.lime import SEGMENTATIONS, LimeSettings
 from methods.loop import NonFiniteLossError, resolve_device
 from methods.models import MODELS
 from methods.training import METHODS
@@ -27,6 +28,7 @@ from orchestrator.config import (
     EvalConfig,
     TrainConfig,
 )
+from orchestrator.store import MaskStore
 from orchestrator.train import (
     check_resumable,
     default_out_dir,
@@ -212,6 +214,92 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(evaluate)
     _add_eval_flags(evaluate, "eps grid (default: the data set's grid)")
     evaluate.set_defaults(handler=_evaluate)
+
+    explain = verbs.add_parser(
+        "explain",
+        help="explain a split with LIME over Ray actors into the mask store",
+        description="Explain images of a split for their true labels with batched LIME, "
+        "spread over Ray actors. Results go to the mask store "
+        "STORAGE/explanations/<key>/ (Parquet), keyed by data set, split, "
+        "checkpoint and LIME settings: a second request reads the store, and an "
+        "interrupted run continues where it stopped.",
+    )
+    explain.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="C",
+        help="checkpoint file written by limelight train",
+    )
+    explain.add_argument(
+        "--dataset",
+        default=None,
+        choices=list(DATASETS),
+        help="data set (default: the checkpoint's)",
+    )
+    explain.add_argument(
+        "--split", default="train", choices=("train", "test"), help="(default: train)"
+    )
+    explain.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="explain the first N images only (default: all)",
+    )
+    explain.add_argument(
+        "--num-samples",
+        type=int,
+        default=1000,
+        help="perturbed images per explanation (default: 1000)",
+    )
+    explain.add_argument(
+        "--segmentation",
+        default="auto",
+        choices=SEGMENTATIONS,
+        help="superpixels: slic (32x32 and up), grid (smaller), quickshift; "
+        "auto picks by image size (default: auto)",
+    )
+    explain.add_argument(
+        "--n-segments", type=int, default=50, help="target segment count for slic (default: 50)"
+    )
+    explain.add_argument("--actors", type=int, default=2, help="Ray actors (default: 2)")
+    explain.add_argument(
+        "--cpus-per-actor",
+        type=float,
+        default=1,
+        help="CPUs per actor, also its torch threads (default: 1)",
+    )
+    explain.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=0,
+        help="GPU share per actor; 0.25 packs four on a GPU (default: 0)",
+    )
+    explain.add_argument("--chunk", type=int, default=8, help="images per actor call (default: 8)")
+    explain.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
+    )
+    explain.add_argument(
+        "--storage",
+        default="results",
+        help="results root, a path or pyarrow URI such as s3://b/p (default: ./results)",
+    )
+    explain.add_argument(
+        "--png",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write overlays (image, segments, weights) of the first images",
+    )
+    explain.add_argument(
+        "--png-count", type=int, default=8, help="how many overlays --png writes (default: 8)"
+    )
+    explain.add_argument("--seed", type=int, default=0, help="seed of the LIME masks")
+    _add_data_flags(explain)
+    explain.set_defaults(handler=_explain)
     return parser
 
 
@@ -308,6 +396,88 @@ def _evaluate(args: argparse.Namespace) -> int:
         results.append((path.parent.name or str(path), result))
     print(format_results(results))
     return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from orchestrator.explain import connect, explain_split
+
+    settings = _lime_settings(args)
+    _check_explain_flags(args)
+    try:
+        state = read_checkpoint(args.checkpoint)
+    except CheckpointError as error:
+        raise UsageError(f"--checkpoint: {error}") from error
+    dataset = _load_data(args.dataset or state["meta"]["dataset"], args)
+    try:
+        check_fits(state["meta"], dataset)
+    except CheckpointError as error:
+        raise UsageError(f"--checkpoint: {args.checkpoint}: {error}") from error
+    connect(args.address)
+    report = explain_split(
+        str(args.checkpoint),
+        dataset,
+        split=args.split,
+        settings=settings,
+        limit=args.limit,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        gpus_per_actor=args.gpus_per_actor,
+        chunk=args.chunk,
+        storage=args.storage,
+    )
+    print(
+        f"explained {report.computed} images ({report.reused} already in the store) "
+        f"in {report.seconds:.1f}s, {report.images_per_s:.1f} images/s; "
+        f"mean surrogate R^2 {report.mean_score:.3f}"
+    )
+    print(f"mask store: {report.store}")
+    if args.png is not None:
+        written = _write_overlays(args, dataset, MaskStore(args.storage, report.key))
+        print(
+            f"overlays: {len(written)} PNG files in {args.png}; "
+            f"tensorboard --logdir {Path(report.store) / '_tensorboard'}"
+        )
+    return EXIT_OK
+
+
+def _lime_settings(args: argparse.Namespace) -> LimeSettings:
+    for field in ("num_samples", "n_segments"):
+        if getattr(args, field) < 2:
+            raise ConfigError(field, f"must be >= 2, got {getattr(args, field)}")
+    return LimeSettings(
+        num_samples=args.num_samples,
+        segmentation=args.segmentation,
+        n_segments=args.n_segments,
+        seed=args.seed,
+    )
+
+
+def _check_explain_flags(args: argparse.Namespace) -> None:
+    if args.actors < 1:
+        raise ConfigError("actors", f"must be >= 1, got {args.actors}")
+    if args.cpus_per_actor <= 0:
+        raise ConfigError("cpus_per_actor", f"must be > 0, got {args.cpus_per_actor:g}")
+    if args.gpus_per_actor < 0:
+        raise ConfigError("gpus_per_actor", f"must be >= 0, got {args.gpus_per_actor:g}")
+    if args.chunk < 1:
+        raise ConfigError("chunk", f"must be >= 1, got {args.chunk}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("limit", f"must be >= 1, got {args.limit}")
+    if args.png_count < 0:
+        raise ConfigError("png_count", f"must be >= 0, got {args.png_count}")
+
+
+def _write_overlays(args: argparse.Namespace, dataset, store: MaskStore) -> list[Path]:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from orchestrator.plots import save_explanation_pngs
+
+    explanations = store.explanations()
+    split = dataset.train if args.split == "train" else dataset.test
+    first = sorted(explanations)[: args.png_count]
+    images = {i: split.tensors(slice(i, i + 1))[0][0].numpy() for i in first}
+    with SummaryWriter(str(Path(store.path) / "_tensorboard")) as writer:
+        return save_explanation_pngs(images, explanations, args.png, writer=writer)
 
 
 # ----------------------------------------------------------------------------- output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,3 +31,39 @@ def trained_digits(digits: Dataset) -> torch.nn.Module:
     model = digits_model(digits)
     fit(model, ERM(), digits.train, config=LoopConfig(epochs=12, seed=0), device="cpu")
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    """A small_cnn checkpoint trained for 3 epochs through `limelight train`."""
+    from orchestrator.cli import main
+
+    out = tmp_path_factory.mktemp("digits_run")
+    argv = [
+        "train",
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+        "--eps",
+        "0.1",
+        "--attacks",
+        "pgd",
+        "--pgd-steps",
+        "2",
+        "--limit",
+        "20",
+    ]
+    assert main(argv) == 0
+    return out / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with 2 CPUs for one test module (started by the tests)."""
+    import ray
+
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -100,7 +100,9 @@ def test_state_dict_round_trip(name, shape, classes):
     assert "0.mean" in state and "0.std" in state  # normalization travels with the weights
     torch.manual_seed(1)  # different initial weights
     fresh = build_model(name, shape, classes, *stats(shape[0])).eval()
-    assert not all(torch.equal(a, b) for a, b in zip(fresh.parameters(), model.parameters()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(fresh.parameters(), model.parameters(), strict=True)
+    )
     fresh.load_state_dict(state)
     x, logits, _ = forward(name, shape, classes)
     with torch.no_grad():
