@@ -150,3 +150,92 @@ def test_checkpoint_of_another_shape_is_refused(digits_checkpoint, tmp_path):
     )
     with pytest.raises(CheckpointError, match="cifar10 is 3x32x32"):
         explain_split(str(digits_checkpoint), other, storage=str(tmp_path))
+
+
+def test_cli_explain_writes_store_pngs_and_tensorboard(
+    local_ray, digits_checkpoint, tmp_path, capsys
+):
+    from orchestrator.cli import main
+
+    argv = [
+        "explain",
+        "--checkpoint",
+        str(digits_checkpoint),
+        "--split",
+        "test",
+        "--limit",
+        "6",
+        "--num-samples",
+        "100",
+        "--actors",
+        "1",
+        "--storage",
+        str(tmp_path / "results"),
+        "--png",
+        str(tmp_path / "png"),
+        "--png-count",
+        "2",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "explained 6 images (0 already in the store)" in out
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "explanation_000000.png",
+        "explanation_000001.png",
+    ]
+    store = next((tmp_path / "results" / "explanations").iterdir())
+    assert any((store / "_tensorboard").glob("events.out.tfevents.*"))
+    import pandas as pd
+
+    frame = pd.read_parquet(store)  # the store is a plain Parquet data set
+    assert sorted(frame["image_index"]) == list(range(6))
+    assert main(argv) == 0
+    assert "explained 0 images (6 already in the store)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "parts"),
+    [
+        (["--num-samples", "0"], ["--num-samples", ">= 2"]),
+        (["--segmentation", "felzenszwalb"], ["--segmentation", "slic", "grid"]),
+        (["--actors", "0"], ["--actors", ">= 1"]),
+        (["--gpus-per-actor", "-1"], ["--gpus-per-actor", ">= 0"]),
+    ],
+)
+def test_cli_explain_bad_input(digits_checkpoint, tmp_path, capsys, extra, parts):
+    from orchestrator.cli import main
+
+    try:
+        code = main(
+            ["explain", "--checkpoint", str(digits_checkpoint), "--storage", str(tmp_path), *extra]
+        )
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert all(part in err for part in parts), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_explain_refuses_another_shape(digits_checkpoint, tmp_path, capsys):
+    from orchestrator.cli import main
+    from tests.formats import write_cifar10
+
+    write_cifar10(tmp_path / "data")
+    code = main(
+        [
+            "explain",
+            "--checkpoint",
+            str(digits_checkpoint),
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--storage",
+            str(tmp_path / "r"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "digits (1x8x8" in err and "cifar10 is 3x32x32" in err
+    assert not (tmp_path / "r").exists()
