@@ -36,6 +36,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/attacks.py
+	$(BIN)/python benchmarks/lime.py
 
 clean:
 	rm -rf results .pytest_cache
