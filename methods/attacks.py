@@ -17,9 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "build_attack", "model_mode"]
+__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "build_attack", "model_mode", "unwrap"]
 
 ModelMode = Literal["eval", "train"]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (else ``model``).
+
+    Input gradients (attacks, saliency) need no gradient sync across workers, and a
+    DDP forward whose backward never reaches the parameters leaves DDP's reducer
+    waiting for a reduction that never comes; the weights are the same on every rank.
+    """
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 @contextmanager
@@ -65,6 +75,7 @@ class Attack:
         ``generator`` seeds the random start (on the images' device).
         """
         images = images.detach()
+        model = unwrap(model)
         if self.eps == 0.0:
             return images.clone()
         with model_mode(model, self.mode), torch.enable_grad():

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from methods.attacks import PGD
@@ -148,6 +148,46 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Seeded global batches of ``batch_size``, each split evenly across ranks.
+
+    Every rank draws the same permutation and takes its slice of each global batch, so
+    N DDP workers take exactly the steps one process takes on whole batches (the mean
+    of equal-sized shard means is the batch mean), which is what lets the inline and
+    the distributed path reach the same weights on the same seed.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        generator: torch.Generator | None = None,
+        drop_last: bool = True,
+    ) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.generator = generator
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator)
+        for b in range(len(self)):
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield batch.tensor_split(self.world_size)[self.rank].tolist()
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     # Each epoch reseeds from (seed, epoch), so a resumed run draws the same shuffles,
     # dropout masks and attack starts as an uninterrupted one.
@@ -180,8 +220,13 @@ def fit(
     checkpoint: str | Path | None = None,
     meta: dict[str, Any] | None = None,
     on_epoch_end: Callable[[EpochMetrics], None] | None = None,
+    wrap_model: Callable[[nn.Module], nn.Module] | None = None,
 ) -> list[EpochMetrics]:
     """Train ``model`` with ``method``'s loss on ``train``.
+
+    Under ``torch.distributed`` (e.g. a Ray Train worker) every rank takes its shard of
+    the same seeded global batches, epoch metrics are summed over ranks, and only rank
+    0 writes checkpoints and TensorBoard events.
 
     Args:
         config: optimization settings (``LoopConfig``).
@@ -192,6 +237,8 @@ def fit(
             history, ``meta``); if it already exists the run resumes from it.
         meta: JSON-like description saved in the checkpoint (data set, model, config).
         on_epoch_end: called with each epoch's metrics (for reporting to Ray).
+        wrap_model: wraps the model for the training forward passes (e.g. DDP via
+            ``ray.train.torch.prepare_model``); checkpoints hold the unwrapped weights.
 
     Returns:
         The metrics of every epoch, resumed ones included.
@@ -203,17 +250,27 @@ def fit(
     model.to(device)
     if method.needs_masks and not train.has_masks:
         raise ValueError(f"method {method.name!r} needs per-image masks; this split has none")
+    rank, world_size = _rank_and_world()
+    if config.batch_size % world_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} must be a multiple of the {world_size} workers"
+        )
     loader_generator = torch.Generator()
     loader = DataLoader(
         train,
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=loader_generator,
-        # BatchNorm cannot train on a final batch of one; dropping the ragged tail of
-        # a reshuffled epoch loses nothing over a run.
-        drop_last=len(train) >= config.batch_size,
+        batch_sampler=ShardedBatchSampler(
+            len(train),
+            config.batch_size,
+            rank=rank,
+            world_size=world_size,
+            generator=loader_generator,
+            # BatchNorm cannot train on a final batch of one; dropping the ragged tail
+            # of a reshuffled epoch loses nothing over a run.
+            drop_last=len(train) >= config.batch_size,
+        ),
         pin_memory=device.type == "cuda",
     )
+    net = wrap_model(model) if wrap_model is not None else model
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, total_steps=config.epochs * len(loader))
     history: list[EpochMetrics] = []
@@ -229,7 +286,7 @@ def fit(
         log.info("resuming from %s at epoch %d of %d", checkpoint, start_epoch, config.epochs)
 
     writer = None
-    if logdir is not None:
+    if logdir is not None and rank == 0:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops events a crashed run wrote after its last checkpoint.
@@ -239,20 +296,20 @@ def fit(
         initial=start_epoch * len(loader),
         desc=f"train {method.name}",
         unit="step",
-        disable=None,
+        disable=None if rank == 0 else True,
         dynamic_ncols=True,
     )
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             torch.manual_seed(_epoch_seed(config.seed, epoch))
             loader_generator.manual_seed(_epoch_seed(config.seed, epoch))
-            metrics = _train_epoch(model, method, loader, optimizer, scheduler, device, epoch, bar)
+            metrics = _train_epoch(net, method, loader, optimizer, scheduler, device, epoch, bar)
             if test is not None:
                 clean, robust = _monitor(model, test, config, device, epoch)
                 metrics = replace(metrics, test_acc=clean, test_robust_acc=robust)
             history.append(metrics)
             _log_epoch(metrics, writer, optimizer)
-            if checkpoint is not None:
+            if checkpoint is not None and rank == 0:
                 save_checkpoint(
                     checkpoint,
                     {
@@ -315,14 +372,22 @@ def _train_epoch(
             term_sums[name] = term_sums.get(name, torch.zeros((), device=device)) + value * n
         bar.update(1)
         bar.set_postfix(epoch=epoch, loss=f"{loss_value:.3f}", refresh=False)
+    names = sorted(term_sums)
+    totals = torch.stack(
+        [loss_sum, correct, torch.tensor(float(seen), device=device)]
+        + [term_sums[name] for name in names]
+    )
+    if _rank_and_world()[1] > 1:
+        torch.distributed.all_reduce(totals)  # metrics of the whole global batch
+    loss_total, correct_total, seen_total, *term_totals = totals.tolist()
     return EpochMetrics(
         epoch=epoch,
-        loss=loss_sum.item() / seen,
-        train_acc=correct.item() / seen,
+        loss=loss_total / seen_total,
+        train_acc=correct_total / seen_total,
         test_acc=None,
         test_robust_acc=None,
         seconds=time.perf_counter() - started,
-        terms={name: value.item() / seen for name, value in term_sums.items()},
+        terms={name: value / seen_total for name, value in zip(names, term_totals, strict=True)},
     )
 
 
