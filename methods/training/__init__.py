@@ -6,14 +6,20 @@
 from __future__ import annotations
 
 from methods.training.adversarial import AdversarialTraining
+from methods.training.asgt import ASGT
 from methods.training.base import StepOutput, TrainingMethod
 from methods.training.erm import ERM
+from methods.training.lgr import LGR
+from methods.training.sgt import SGT
 
 __all__ = ["ERM", "METHODS", "AdversarialTraining", "StepOutput", "TrainingMethod", "build_method"]
 
 METHODS: dict[str, type[TrainingMethod]] = {
     ERM.name: ERM,
     AdversarialTraining.name: AdversarialTraining,
+    SGT.name: SGT,
+    ASGT.name: ASGT,
+    LGR.name: LGR,
 }
 
 

@@ -1,0 +1,97 @@
+"""Adversarial saliency-guided training, ASGT (Guesmi, Aswani, Shafique; arXiv 2405.06278)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.attacks import PGD
+from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
+from methods.training._divergence import kl_from_logits
+from methods.training.base import StepOutput, TrainingMethod
+from methods.training.sgt import _check_ratio_and_weight
+
+
+class ASGT(TrainingMethod):
+    """Loss = CE(f(x), y) + CE(f(x_adv), y) + reg_weight * KL(p(x_adv) || p(x~_adv)).
+
+    x_adv is PGD at ``eps``; x~_adv masks the bottom ``mask_ratio`` of x_adv's pixels
+    by saliency for x_adv's *predicted* label (the paper's choice: on an adversarial
+    example the true label's gradient says little about what the model uses).
+
+    Args:
+        eps: L-inf radius of the training attack on the [0,1] scale.
+        mask_ratio: fraction of pixels masked, in (0, 1).
+        reg_weight: weight of the KL term, >= 0.
+        steps: PGD steps (step size 2.5 * eps / steps, random start).
+    """
+
+    name = "asgt"
+
+    def __init__(
+        self,
+        eps: float,
+        mask_ratio: float = 0.5,
+        reg_weight: float = 1.0,
+        *,
+        steps: int = 10,
+        absolute_saliency: bool = False,
+    ) -> None:
+        _check_ratio_and_weight(mask_ratio, reg_weight)
+        self.attack = PGD(eps, steps=steps)
+        self.mask_ratio = mask_ratio
+        self.reg_weight = reg_weight
+        self.absolute_saliency = absolute_saliency
+
+    @classmethod
+    def from_options(  # type: ignore[override]
+        cls,
+        *,
+        attack_eps: float,
+        mask_ratio: float | None = None,
+        reg_weight: float | None = None,
+        attack_steps: int = 10,
+        absolute_saliency: bool = False,
+        **_: object,
+    ) -> ASGT:
+        return cls(
+            attack_eps,
+            0.5 if mask_ratio is None else mask_ratio,
+            1.0 if reg_weight is None else reg_weight,
+            steps=attack_steps,
+            absolute_saliency=absolute_saliency,
+        )
+
+    def loss(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        masks: torch.Tensor | None = None,
+    ) -> StepOutput:
+        adversarial = self.attack(model, images, labels)
+        logits = model(images)
+        adv_logits = model(adversarial)
+        predicted = adv_logits.detach().argmax(1)
+        saliency = input_saliency(model, adversarial, predicted, absolute=self.absolute_saliency)
+        masked = mask_with_noise(adversarial, bottom_k_mask(saliency, self.mask_ratio))
+        masked_logits = model(masked)
+        ce = F.cross_entropy(logits, labels)
+        ce_adv = F.cross_entropy(adv_logits, labels)
+        kl = kl_from_logits(adv_logits, masked_logits)
+        return StepOutput(
+            loss=ce + ce_adv + self.reg_weight * kl,
+            logits=adv_logits,
+            terms={"ce": ce.detach(), "ce_adv": ce_adv.detach(), "kl": kl.detach()},
+        )
+
+    def saliency(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+        """Saliency of the adversarial example for its predicted label: (N, H, W)."""
+        adversarial = self.attack(model, images, labels)
+        with torch.no_grad():
+            predicted = model(adversarial).argmax(1)
+        return input_saliency(model, adversarial, predicted, absolute=self.absolute_saliency)
+
+    def __repr__(self) -> str:
+        return f"ASGT({self.attack!r}, mask_ratio={self.mask_ratio}, reg_weight={self.reg_weight})"

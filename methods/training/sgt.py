@@ -1,0 +1,83 @@
+"""Saliency-guided training, SGT (Ismail, Corrada Bravo, Feizi; NeurIPS 2021)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
+from methods.training._divergence import kl_from_logits
+from methods.training.base import StepOutput, TrainingMethod
+
+
+class SGT(TrainingMethod):
+    """Loss = CE(f(x), y) + reg_weight * KL(p(x) || p(x~)).
+
+    x~ is x with the bottom ``mask_ratio`` fraction of pixels by saliency (the input
+    gradient of the true-label logit, averaged over channels) replaced by uniform
+    noise in the image's [min, max].
+
+    Args:
+        mask_ratio: fraction of pixels masked, in (0, 1); the paper's MNIST setting is 0.5.
+        reg_weight: weight of the KL term (the paper's lambda), >= 0.
+        absolute_saliency: rank pixels by |gradient| instead of the signed gradient.
+    """
+
+    name = "sgt"
+
+    def __init__(
+        self, mask_ratio: float = 0.5, reg_weight: float = 1.0, *, absolute_saliency: bool = False
+    ) -> None:
+        _check_ratio_and_weight(mask_ratio, reg_weight)
+        self.mask_ratio = mask_ratio
+        self.reg_weight = reg_weight
+        self.absolute_saliency = absolute_saliency
+
+    @classmethod
+    def from_options(  # type: ignore[override]
+        cls,
+        *,
+        mask_ratio: float | None = None,
+        reg_weight: float | None = None,
+        absolute_saliency: bool = False,
+        **_: object,
+    ) -> SGT:
+        return cls(
+            0.5 if mask_ratio is None else mask_ratio,
+            1.0 if reg_weight is None else reg_weight,
+            absolute_saliency=absolute_saliency,
+        )
+
+    def loss(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        masks: torch.Tensor | None = None,
+    ) -> StepOutput:
+        saliency = input_saliency(model, images, labels, absolute=self.absolute_saliency)
+        masked = mask_with_noise(images, bottom_k_mask(saliency, self.mask_ratio))
+        logits = model(images)
+        masked_logits = model(masked)
+        ce = F.cross_entropy(logits, labels)
+        kl = kl_from_logits(logits, masked_logits)
+        return StepOutput(
+            loss=ce + self.reg_weight * kl,
+            logits=logits,
+            terms={"ce": ce.detach(), "kl": kl.detach()},
+        )
+
+    def saliency(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+        """What the method masks by, for TensorBoard: (N, H, W)."""
+        return input_saliency(model, images, labels, absolute=self.absolute_saliency)
+
+    def __repr__(self) -> str:
+        return f"SGT(mask_ratio={self.mask_ratio}, reg_weight={self.reg_weight})"
+
+
+def _check_ratio_and_weight(mask_ratio: float, reg_weight: float) -> None:
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must lie in (0, 1), got {mask_ratio}")
+    if reg_weight < 0:
+        raise ValueError(f"reg_weight must be >= 0, got {reg_weight}")
