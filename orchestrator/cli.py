@@ -23,11 +23,13 @@ from orchestrator.checkpoints import CheckpointError, check_fits, read_checkpoin
 from orchestrator.config import (
     OPTIMIZERS,
     SCHEDULES,
+    SPURIOUS,
     TRAINING_ATTACKS,
     ConfigError,
     EvalConfig,
     TrainConfig,
 )
+from orchestrator.lgr import check_start_checkpoint, run_lgr
 from orchestrator.store import MaskStore
 from orchestrator.train import (
     check_resumable,
@@ -178,6 +180,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="PGD steps of the training attack (default: 10)",
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--mask-ratio",
+        type=float,
+        default=None,
+        help="sgt/asgt: fraction of pixels masked (default 0.5); lgr: fraction "
+        "of superpixels flagged per image (default 0.2); in (0, 1)",
+    )
+    train.add_argument(
+        "--reg-weight",
+        type=float,
+        default=None,
+        help="sgt/asgt: weight of the KL term; lgr: of the gradient penalty (default: 1.0)",
+    )
+    lgr = train.add_argument_group("LIME-guided refinement (--method lgr)")
+    lgr.add_argument(
+        "--rounds", type=int, default=2, help="explain-flag-refine rounds (default: 2)"
+    )
+    lgr.add_argument(
+        "--spurious",
+        default="low_relevance",
+        choices=SPURIOUS,
+        help="which superpixels to flag: low_relevance (bottom-k LIME weights), "
+        "high_relevance (top-k), annotated (the data set's ground-truth "
+        "masks; digits_shortcut) (default: low_relevance)",
+    )
+    lgr.add_argument(
+        "--explain-fraction",
+        type=float,
+        default=1.0,
+        help="share of the training set explained each round (default: 1.0)",
+    )
+    lgr.add_argument(
+        "--lime-samples",
+        type=int,
+        default=1000,
+        help="LIME samples per explanation (default: 1000)",
+    )
+    lgr.add_argument(
+        "--start-checkpoint",
+        default=None,
+        metavar="C",
+        help="model to refine (default: pretrain with ERM for --pretrain-epochs)",
+    )
+    lgr.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=None,
+        help="ERM epochs before the first round (default: --epochs)",
+    )
+    lgr.add_argument("--actors", type=int, default=2, help="LIME actors (default: 2)")
+    lgr.add_argument(
+        "--storage",
+        default="results",
+        help="results root holding the mask store (default: ./results)",
+    )
+    lgr.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
+    )
     train.add_argument(
         "--out",
         type=Path,
@@ -346,15 +408,30 @@ def _train(args: argparse.Namespace) -> int:
         training_attack=args.training_attack,
         attack_steps=args.attack_steps,
         seed=args.seed,
+        mask_ratio=args.mask_ratio,
+        reg_weight=args.reg_weight,
+        rounds=args.rounds,
+        spurious=args.spurious,
+        explain_fraction=args.explain_fraction,
+        lime_samples=args.lime_samples,
+        start_checkpoint=args.start_checkpoint,
+        pretrain_epochs=args.pretrain_epochs,
     )
     eval_config = _eval_config(args)
     _check_device(args.device)
     out_dir = args.out or default_out_dir(config)
     check_resumable(out_dir, config)
+    if config.method == "lgr":
+        check_start_checkpoint(config)
+        if args.actors < 1:
+            raise ConfigError("actors", f"must be >= 1, got {args.actors}")
     dataset = _load_data(config.dataset, args, seed=config.seed)
-    outcome = run_training(
-        config, dataset, out_dir=out_dir, device=args.device, eval_config=eval_config
-    )
+    if config.method == "lgr":
+        outcome = _run_lgr(config, dataset, out_dir, eval_config, args)
+    else:
+        outcome = run_training(
+            config, dataset, out_dir=out_dir, device=args.device, eval_config=eval_config
+        )
     final = outcome.history[-1]
     print(
         f"\n{outcome.config.method} on {dataset.name} ({outcome.config.model_name}), "
@@ -364,6 +441,22 @@ def _train(args: argparse.Namespace) -> int:
     print(format_results([(outcome.config.method, outcome.evaluation)]))
     print(f"checkpoint: {outcome.checkpoint}\ntensorboard --logdir {out_dir / 'tensorboard'}")
     return EXIT_OK
+
+
+def _run_lgr(config, dataset, out_dir, eval_config, args):
+    if config.spurious != "annotated":  # only LIME needs Ray
+        from orchestrator.explain import connect
+
+        connect(args.address)
+    return run_lgr(
+        config,
+        dataset,
+        out_dir=out_dir,
+        device=args.device,
+        eval_config=eval_config,
+        storage=args.storage,
+        actors=args.actors,
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:

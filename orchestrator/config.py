@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from methods.attacks import ATTACKS
-from methods.data import DATASETS
+from methods.data import ANNOTATED_DATASETS, DATASETS
 from methods.loop import LoopConfig
 from methods.models import MODELS, default_model
 from methods.training import METHODS
@@ -21,6 +21,7 @@ __all__ = ["ConfigError", "EvalConfig", "TrainConfig"]
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
 TRAINING_ATTACKS = ("pgd", "fgsm_rs")
+SPURIOUS = ("low_relevance", "high_relevance", "annotated")
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,16 @@ class TrainConfig:
     training_attack: str = "pgd"
     attack_steps: int = 10
     seed: int = 0
+    # SGT / ASGT: fraction of pixels masked; LGR: fraction of superpixels flagged.
+    mask_ratio: float | None = None  # None: the method's default (SGT/ASGT 0.5, LGR 0.2)
+    reg_weight: float | None = None  # None: the method's default (1.0)
+    # LGR only
+    rounds: int = 2
+    spurious: str = "low_relevance"
+    explain_fraction: float = 1.0  # share of the training set explained each round
+    lime_samples: int = 1000
+    start_checkpoint: str | None = None  # None: pretrain with ERM first
+    pretrain_epochs: int | None = None  # None: same as epochs
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -84,6 +95,34 @@ class TrainConfig:
         _choice("training_attack", self.training_attack, TRAINING_ATTACKS)
         _at_least("attack_steps", self.attack_steps, 1)
         _at_least("seed", self.seed, 0)
+        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
+            raise ConfigError("mask_ratio", f"must lie in (0, 1), got {self.mask_ratio:g}")
+        if self.reg_weight is not None:
+            _at_least("reg_weight", self.reg_weight, 0)
+        _at_least("rounds", self.rounds, 1)
+        _choice("spurious", self.spurious, SPURIOUS)
+        if not 0.0 < self.explain_fraction <= 1.0:
+            raise ConfigError(
+                "explain_fraction", f"must lie in (0, 1], got {self.explain_fraction:g}"
+            )
+        _at_least("lime_samples", self.lime_samples, 2)
+        if self.pretrain_epochs is not None:
+            _at_least("pretrain_epochs", self.pretrain_epochs, 0)
+        if self.method == "lgr":
+            self._check_lgr()
+
+    def _check_lgr(self) -> None:
+        if self.spurious == "annotated" and self.dataset not in ANNOTATED_DATASETS:
+            raise ConfigError(
+                "spurious",
+                f"'annotated' needs a data set with ground-truth masks "
+                f"({', '.join(ANNOTATED_DATASETS)}); {self.dataset} has none",
+            )
+        if self.start_checkpoint is None and self.pretrain_epochs == 0:
+            raise ConfigError(
+                "start_checkpoint",
+                "lgr needs a starting model: give --start-checkpoint, or --pretrain-epochs >= 1",
+            )
 
     @property
     def model_name(self) -> str:
@@ -111,6 +150,8 @@ class TrainConfig:
             "attack_eps": self.attack_eps,
             "training_attack": self.training_attack,
             "attack_steps": self.attack_steps,
+            "mask_ratio": self.mask_ratio,
+            "reg_weight": self.reg_weight,
         }
 
     def to_dict(self) -> dict[str, Any]:
