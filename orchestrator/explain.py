@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from methods.data import Dataset
 from methods.lime import LimeExplainer, LimeSettings
 from orchestrator.checkpoints import check_fits, read_checkpoint, restore_model
+from orchestrator.ray_setup import connect
 from orchestrator.store import MaskStore, StoreKey, explanations_table, file_digest
 
 __all__ = ["ExplainReport", "ExplainWorker", "connect", "explain_split", "start_workers"]
@@ -43,20 +44,6 @@ log = logging.getLogger(__name__)
 #: Images per chunk: ~8,000 forward passes at 1,000 samples, long enough to hide the
 #: per-call overhead (~1 ms), short enough that a lost chunk costs little.
 DEFAULT_CHUNK = 8
-
-
-def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
-    """Join a Ray cluster: ``address`` if given, ``RAY_ADDRESS`` under ``ray job submit``,
-    else a fresh local one. ``address="local"`` avoids joining a dead cluster that a
-    stale ``ray_current_cluster`` file points to (ARCHITECTURE.md)."""
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init()
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
 
 
 @ray.remote
