@@ -230,12 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="ERM epochs before the first round (default: --epochs)",
     )
     lgr.add_argument("--actors", type=int, default=2, help="LIME actors (default: 2)")
-    lgr.add_argument(
-        "--storage",
-        default="results",
-        help="results root holding the mask store (default: ./results)",
+    ray_group = train.add_argument_group("Ray (distributed training and LIME)")
+    ray_group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Ray Train workers (DDP); 1 trains inline without Ray (default: 1)",
     )
-    lgr.add_argument(
+    ray_group.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0,
+        help="GPU share per Train worker; > 0 also uses Ray Train (default: 0)",
+    )
+    ray_group.add_argument(
+        "--storage",
+        default=None,
+        help="root for Ray Train runs (default: OUT/ray) and the LIME mask store "
+        "(default: ./results); a path or a pyarrow URI such as s3://bucket/path",
+    )
+    ray_group.add_argument(
         "--address",
         default=None,
         help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
@@ -421,16 +435,25 @@ def _train(args: argparse.Namespace) -> int:
     _check_device(args.device)
     out_dir = args.out or default_out_dir(config)
     check_resumable(out_dir, config)
+    _check_scaling_flags(args, config)
     if config.method == "lgr":
         check_start_checkpoint(config)
-        if args.actors < 1:
-            raise ConfigError("actors", f"must be >= 1, got {args.actors}")
     dataset = _load_data(config.dataset, args, seed=config.seed)
     if config.method == "lgr":
         outcome = _run_lgr(config, dataset, out_dir, eval_config, args)
     else:
         outcome = run_training(
-            config, dataset, out_dir=out_dir, device=args.device, eval_config=eval_config
+            config,
+            dataset,
+            out_dir=out_dir,
+            device=args.device,
+            eval_config=eval_config,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            storage=args.storage,
+            address=args.address,
+            data_dir=args.data_dir,
+            download=args.download,
         )
     final = outcome.history[-1]
     print(
@@ -441,6 +464,21 @@ def _train(args: argparse.Namespace) -> int:
     print(format_results([(outcome.config.method, outcome.evaluation)]))
     print(f"checkpoint: {outcome.checkpoint}\ntensorboard --logdir {out_dir / 'tensorboard'}")
     return EXIT_OK
+
+
+def _check_scaling_flags(args: argparse.Namespace, config: TrainConfig) -> None:
+    if args.workers < 1:
+        raise ConfigError("workers", f"must be >= 1, got {args.workers}")
+    if args.gpus_per_worker < 0:
+        raise ConfigError("gpus_per_worker", f"must be >= 0, got {args.gpus_per_worker:g}")
+    if config.batch_size % args.workers:
+        raise ConfigError(
+            "batch_size",
+            f"{config.batch_size} must be a multiple of --workers ({args.workers}): "
+            "each worker takes an equal shard of every batch",
+        )
+    if args.actors < 1:
+        raise ConfigError("actors", f"must be >= 1, got {args.actors}")
 
 
 def _run_lgr(config, dataset, out_dir, eval_config, args):
@@ -454,8 +492,11 @@ def _run_lgr(config, dataset, out_dir, eval_config, args):
         out_dir=out_dir,
         device=args.device,
         eval_config=eval_config,
-        storage=args.storage,
+        storage=args.storage or "results",
         actors=args.actors,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        data_dir=args.data_dir,
     )
 
 

@@ -16,14 +16,11 @@ from pathlib import Path
 
 import torch
 
-from methods.data import Dataset, ImageSplit
+from methods.data import Dataset
 from methods.lime import LimeExplainer, LimeSettings
-from methods.loop import LoopConfig, fit
-from methods.training import build_method
 from orchestrator.checkpoints import (
     CheckpointError,
     check_fits,
-    checkpoint_meta,
     read_checkpoint,
     restore_model,
 )
@@ -39,6 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_FLAG_RATIO = 0.2
 #: Refinement rounds run at this fraction of --lr (see _refine_config).
 REFINE_LR_SCALE = 0.2
+#: The light evaluation after each round (the full one runs after the last).
+ROUND_EVAL = EvalConfig(attacks=("pgd",), pgd_steps=10, limit=512)
 #: Test images whose LIME overlays go to TensorBoard each round.
 OVERLAY_IMAGES = 4
 
@@ -82,23 +81,24 @@ def flag_masks(
     return masks
 
 
-def _starting_checkpoint(config: TrainConfig, dataset: Dataset, out_dir: Path, device: str) -> Path:
+def _starting_checkpoint(
+    config: TrainConfig, dataset: Dataset, out_dir: Path, **job: object
+) -> Path:
     if config.start_checkpoint is not None:
         path = Path(config.start_checkpoint)
         check_fits(read_checkpoint(path)["meta"], dataset)
         return path
     from orchestrator.train import run_training
 
-    epochs = config.pretrain_epochs or config.epochs
     pretrain = dataclasses.replace(
-        config, method="erm", epochs=epochs, start_checkpoint=None, pretrain_epochs=None
+        config,
+        method="erm",
+        epochs=config.pretrain_epochs or config.epochs,
+        start_checkpoint=None,
+        pretrain_epochs=None,
     )
     outcome = run_training(
-        pretrain,
-        dataset,
-        out_dir=out_dir / "pretrain",
-        device=device,
-        eval_config=EvalConfig(attacks=("pgd",), pgd_steps=10, limit=512),
+        pretrain, dataset, out_dir=out_dir / "pretrain", eval_config=ROUND_EVAL, **job
     )
     return outcome.checkpoint
 
@@ -123,46 +123,53 @@ def run_lgr(
     eval_config: EvalConfig | None = None,
     storage: str = "results",
     actors: int = 2,
+    workers: int = 1,
+    gpus_per_worker: float = 0,
+    data_dir: str | Path | None = None,
 ) -> TrainOutcome:
     """Run ``config.rounds`` of LIME-guided refinement; returns the final evaluation.
 
-    ``out_dir`` gets ``pretrain/`` (when no start checkpoint), ``round<k>.pt`` per round,
+    Each round is one training job (``run_training``: inline, or a TorchTrainer with
+    ``workers``) that starts from the previous round's weights with the round's masks.
+    ``out_dir`` gets ``pretrain/`` (when no start checkpoint), ``round<k>/`` per round,
     ``checkpoint.pt`` (the last round), ``tensorboard/`` (per-round metrics and LIME
     overlays of fixed test images) and ``config.json`` / ``eval.json``.
     """
     from torch.utils.tensorboard import SummaryWriter
+
+    from orchestrator.train import run_training
 
     started = time.perf_counter()
     config = config.resolved(dataset.default_eps)
     eval_config = eval_config or EvalConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "config.json", config.to_dict())
-    current = _starting_checkpoint(config, dataset, out_dir, device)
-    method = build_method("lgr", **config.method_options())
+    job = {
+        "device": device,
+        "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
+        "data_dir": data_dir,
+    }
+    current = _starting_checkpoint(config, dataset, out_dir, **job)
     history = []
     with SummaryWriter(str(out_dir / "tensorboard")) as writer:
         for round_ in range(1, config.rounds + 1):
             masks = flag_masks(config, dataset, current, storage=storage, actors=actors)
-            flagged = masks.float().mean().item()
-            train = ImageSplit(dataset.train.images, dataset.train.labels, masks)
-            model = restore_model(read_checkpoint(current))
-            round_checkpoint = out_dir / f"round{round_}.pt"
-            history += fit(
-                model,
-                method,
-                train,
-                config=_refine_config(config),
-                test=dataset.test,
-                device=device,
-                logdir=out_dir / "tensorboard" / f"round{round_}",
-                checkpoint=round_checkpoint,
-                meta=checkpoint_meta(dataset, config.model_name, config.to_dict()),
+            outcome = run_training(
+                _round_config(config),
+                dataset,
+                out_dir=out_dir / f"round{round_}",
+                eval_config=ROUND_EVAL,
+                masks=masks,
+                init_weights=read_checkpoint(current)["model"],
+                **job,
             )
-            current = round_checkpoint
-            _log_round(writer, history[-1], flagged, round_)
+            history += outcome.history
+            current = outcome.checkpoint
+            _log_round(writer, outcome.history[-1], masks.float().mean().item(), round_)
+            model = restore_model(read_checkpoint(current))
             _write_overlays(writer, model, dataset, config, round_)
     shutil.copyfile(current, out_dir / CHECKPOINT_NAME)
-    model = restore_model(read_checkpoint(current))
     evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, device)
     write_json(
         out_dir / "eval.json",
@@ -173,12 +180,11 @@ def run_lgr(
     )
 
 
-def _refine_config(config: TrainConfig) -> LoopConfig:
+def _round_config(config: TrainConfig) -> TrainConfig:
     # A round fine-tunes a trained model: at the full learning rate the first steps on
     # feature-masked inputs wreck it (digits_shortcut, lr 0.05: test accuracy 46% ->
     # 15% after one epoch; at 0.01 it rises to 60-71% as the shortcut is unlearned).
-    loop = config.loop_config(monitor_eps=config.attack_eps or None)
-    return dataclasses.replace(loop, lr=config.lr * REFINE_LR_SCALE)
+    return dataclasses.replace(config, lr=config.lr * REFINE_LR_SCALE)
 
 
 def _log_round(writer, metrics, flagged: float, round_: int) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from methods.data import Dataset, load_dataset
+from methods.data import Dataset, ImageSplit, load_dataset
 from methods.evaluate import EvalResult, evaluate
 from methods.loop import EpochMetrics, fit, resolve_device
 from methods.models import build_model
@@ -109,6 +109,8 @@ def run_training(
     address: str | None = None,
     data_dir: str | Path | None = None,
     download: bool = False,
+    masks: torch.Tensor | None = None,
+    init_weights: dict[str, torch.Tensor] | None = None,
 ) -> TrainOutcome:
     """Train ``config`` on ``dataset``, checkpointing to ``out_dir``, then evaluate.
 
@@ -126,6 +128,10 @@ def run_training(
         address: Ray cluster to join (``orchestrator.ray_setup.connect``).
         data_dir, download: how workers load ``dataset.name`` (with ``seed=config.seed``,
             as the CLI does), since only this plain description travels to them.
+        masks: (N, 1, H, W) bool flagged pixels of the training images (LGR); they
+            travel to the workers with the job.
+        init_weights: a model state dict to start from (an LGR round refines the
+            previous round's model) when ``out_dir`` holds no checkpoint to resume.
 
     Raises:
         ValueError: ``workers`` or ``gpus_per_worker`` out of range, or a batch size
@@ -141,7 +147,7 @@ def run_training(
 
     checkpoint = out_dir / CHECKPOINT_NAME
     if workers == 1 and not gpus_per_worker:
-        model, history = _fit_inline(config, dataset, out_dir, device)
+        model, history = _fit_inline(config, dataset, out_dir, device, masks, init_weights)
     else:
         _fit_distributed(
             config,
@@ -153,6 +159,8 @@ def run_training(
             address=address,
             data_dir=data_dir,
             download=download,
+            masks=masks,
+            init_weights=init_weights,
         )
         state = read_checkpoint(checkpoint)
         model = restore_model(state)
@@ -163,17 +171,19 @@ def run_training(
 
 
 def _fit_inline(
-    config: TrainConfig, dataset: Dataset, out_dir: Path, device: str
+    config: TrainConfig,
+    dataset: Dataset,
+    out_dir: Path,
+    device: str,
+    masks: torch.Tensor | None,
+    init_weights: dict[str, torch.Tensor] | None,
 ) -> tuple[torch.nn.Module, list[EpochMetrics]]:
-    torch.manual_seed(config.seed)
-    model = build_model(
-        config.model_name, dataset.input_shape, dataset.num_classes, dataset.mean, dataset.std
-    )
+    model = _initial_model(config, dataset, init_weights)
     method = build_method(config.method, **config.method_options())
     history = fit(
         model,
         method,
-        dataset.train,
+        _with_masks(dataset.train, masks),
         config=config.loop_config(monitor_eps=config.attack_eps),
         test=dataset.test,
         device=device,
@@ -182,6 +192,22 @@ def _fit_inline(
         meta=checkpoint_meta(dataset, config.model_name, config.to_dict()),
     )
     return model, history
+
+
+def _initial_model(
+    config: TrainConfig, dataset: Dataset, init_weights: dict[str, torch.Tensor] | None
+) -> torch.nn.Module:
+    torch.manual_seed(config.seed)  # every rank (and a rerun) builds the same weights
+    model = build_model(
+        config.model_name, dataset.input_shape, dataset.num_classes, dataset.mean, dataset.std
+    )
+    if init_weights is not None:  # a checkpoint to resume from still wins: fit loads it
+        model.load_state_dict(init_weights)
+    return model
+
+
+def _with_masks(split: ImageSplit, masks: torch.Tensor | None) -> ImageSplit:
+    return split if masks is None else ImageSplit(split.images, split.labels, masks)
 
 
 # ----------------------------------------------------------------------------- Ray Train
@@ -252,6 +278,8 @@ def _fit_distributed(
     address: str | None,
     data_dir: str | Path | None,
     download: bool,
+    masks: torch.Tensor | None,
+    init_weights: dict[str, torch.Tensor] | None,
 ) -> None:
     """Train on a ``TorchTrainer`` and copy its last checkpoint to ``out_dir``."""
     import ray.train
@@ -272,6 +300,9 @@ def _fit_distributed(
         # one, events land on rank 0's node and resuming relies on Ray's storage.
         "logdir": str(out_dir.resolve() / "tensorboard"),
         "resume": str(checkpoint.resolve()) if checkpoint.exists() else None,
+        # Sent with the job (Ray's object store), so workers need no shared disk for them.
+        "masks": masks,
+        "init_weights": init_weights,
     }
     trainer = TorchTrainer(
         train_worker,
@@ -310,10 +341,7 @@ def train_worker(params: dict[str, Any]) -> None:
         download=params["download"],
         seed=config.seed,
     )
-    torch.manual_seed(config.seed)  # every rank builds the same initial weights
-    model = build_model(
-        config.model_name, dataset.input_shape, dataset.num_classes, dataset.mean, dataset.std
-    )
+    model = _initial_model(config, dataset, params["init_weights"])
     method = build_method(config.method, **config.method_options())
     with tempfile.TemporaryDirectory(prefix="limelight-train-") as local:
         checkpoint = Path(local) / "checkpoint" / CHECKPOINT_NAME
@@ -321,7 +349,7 @@ def train_worker(params: dict[str, Any]) -> None:
         fit(
             model,
             method,
-            dataset.train,
+            _with_masks(dataset.train, params["masks"]),
             config=config.loop_config(monitor_eps=config.attack_eps),
             test=dataset.test,
             device=ray.train.torch.get_device(),

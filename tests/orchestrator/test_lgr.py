@@ -44,7 +44,7 @@ def test_annotated_lgr_unlearns_the_shortcut(tmp_path):
     lgr = restore_model(read_checkpoint(outcome.checkpoint)).eval()
     before, after = _follow_rate(erm, dataset.test), _follow_rate(lgr, dataset.test)
     assert after < before - 0.1, (before, after)
-    assert (tmp_path / "round1.pt").exists()
+    assert (tmp_path / "round1" / "checkpoint.pt").exists()
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert "lgr/flagged_pixel_share" in events.Tags()["scalars"]
