@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -279,10 +280,9 @@ def fit(
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
         history = [EpochMetrics(**m) for m in state.get("history", [])]
         start_epoch = int(state["epoch"])
+        _restore_schedule(scheduler, state, config.epochs * len(loader), start_epoch * len(loader))
         log.info("resuming from %s at epoch %d of %d", checkpoint, start_epoch, config.epochs)
 
     writer = None
@@ -316,6 +316,7 @@ def fit(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": None if scheduler is None else scheduler.state_dict(),
+                        "total_steps": config.epochs * len(loader),
                         "epoch": epoch,
                         "history": [asdict(m) for m in history],
                         "meta": meta or {},
@@ -328,6 +329,37 @@ def fit(
         if writer is not None:
             writer.close()
     return history
+
+
+def _finite_everywhere(loss_value: float, device: torch.device) -> bool:
+    """Whether the loss is finite on every rank: all ranks must stop together, or the
+    others wait forever in the next gradient all-reduce."""
+    finite = math.isfinite(loss_value)
+    if _rank_and_world()[1] == 1:
+        return finite
+    flag = torch.tensor(0.0 if finite else 1.0, device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return flag.item() == 0.0
+
+
+def _restore_schedule(
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    state: dict[str, Any],
+    total_steps: int,
+    done_steps: int,
+) -> None:
+    """Resume the learning-rate schedule. A run extended to more epochs gets the
+    schedule of its new length, advanced to where the run stands (the saved one would
+    end early: OneCycleLR raises past its total, cosine climbs back up)."""
+    if scheduler is None or state.get("scheduler") is None:
+        return
+    if state.get("total_steps") == total_steps:
+        scheduler.load_state_dict(state["scheduler"])
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "step() before optimizer.step()": intended here
+        for _ in range(done_steps):
+            scheduler.step()
 
 
 def _train_epoch(
@@ -354,7 +386,7 @@ def _train_epoch(
         masks = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         out = method.loss(model, images, labels, masks)
         loss_value = out.loss.item()  # one sync per step; needed to stop on NaN at once
-        if not math.isfinite(loss_value):
+        if not _finite_everywhere(loss_value, device):
             raise NonFiniteLossError(
                 f"{method.name} loss became {loss_value} at epoch {epoch}, step {step}; "
                 "lower the learning rate or the regularization weight"

@@ -181,3 +181,39 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_extending_a_finished_run_follows_the_new_schedule(digits, tmp_path, schedule):
+    checkpoint = tmp_path / "c.pt"
+    model = digits_model(digits)
+    subset = digits.train.subset(1024)  # 8 steps an epoch: OneCycleLR needs several
+    fit(
+        model,
+        ERM(),
+        subset,
+        config=LoopConfig(epochs=2, schedule=schedule),
+        device="cpu",
+        checkpoint=checkpoint,
+    )
+    history = fit(
+        model,
+        ERM(),
+        subset,
+        config=LoopConfig(epochs=4, schedule=schedule),
+        device="cpu",
+        checkpoint=checkpoint,
+    )
+    assert [m.epoch for m in history] == [1, 2, 3, 4]
+    final_lr = load_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["lr"]
+    straight = digits_model(digits)
+    fit(
+        straight,
+        ERM(),
+        subset,
+        config=LoopConfig(epochs=4, schedule=schedule),
+        device="cpu",
+        checkpoint=tmp_path / "straight.pt",
+    )
+    expected = load_checkpoint(tmp_path / "straight.pt")["optimizer"]["param_groups"][0]["lr"]
+    assert final_lr == pytest.approx(expected) and final_lr < 0.01
