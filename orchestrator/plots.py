@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from methods.lime import Explanation
 
-__all__ = ["explanation_figure", "save_explanation_pngs"]
+__all__ = ["explanation_figure", "saliency_figure", "save_explanation_pngs"]
 
 
 def _show(ax, image: np.ndarray) -> None:
@@ -77,3 +77,20 @@ def save_explanation_pngs(
         plt.close(fig)
         written.append(path)
     return written
+
+
+def saliency_figure(images: np.ndarray, saliency: np.ndarray, title: str = "") -> Figure:
+    """Images (N, C, H, W) over their saliency maps (N, H, W), a diverging map per
+    image centred on zero (red raises the target logit, blue lowers it)."""
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.8), squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], images[i])
+        bound = float(np.abs(saliency[i]).max()) or 1.0
+        axes[1, i].imshow(saliency[i], cmap="RdBu_r", vmin=-bound, vmax=bound)
+        axes[1, i].set_xticks([])
+        axes[1, i].set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

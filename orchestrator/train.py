@@ -24,11 +24,12 @@ from typing import Any
 
 import torch
 
+from methods.attacks import model_mode
 from methods.data import Dataset, ImageSplit, load_dataset
 from methods.evaluate import EvalResult, evaluate
 from methods.loop import EpochMetrics, fit, resolve_device
 from methods.models import build_model
-from methods.training import build_method
+from methods.training import TrainingMethod, build_method
 from orchestrator.checkpoints import (
     CheckpointError,
     checkpoint_meta,
@@ -180,6 +181,7 @@ def _fit_inline(
 ) -> tuple[torch.nn.Module, list[EpochMetrics]]:
     model = _initial_model(config, dataset, init_weights)
     method = build_method(config.method, **config.method_options())
+    logdir = out_dir / "tensorboard"
     history = fit(
         model,
         method,
@@ -187,11 +189,41 @@ def _fit_inline(
         config=config.loop_config(monitor_eps=config.attack_eps),
         test=dataset.test,
         device=device,
-        logdir=out_dir / "tensorboard",
+        logdir=logdir,
         checkpoint=out_dir / CHECKPOINT_NAME,
         meta=checkpoint_meta(dataset, config.model_name, config.to_dict()),
+        on_epoch_end=saliency_logger(method, model, dataset, logdir),
     )
     return model, history
+
+
+#: Fixed test images whose saliency maps go to TensorBoard each epoch (SGT, ASGT).
+SALIENCY_IMAGES = 8
+
+
+def saliency_logger(
+    method: TrainingMethod, model: torch.nn.Module, dataset: Dataset, logdir: Path
+) -> Callable[[EpochMetrics], None] | None:
+    """An ``on_epoch_end`` that draws what a saliency-guided method masks by on fixed
+    test images, as a TensorBoard figure; None for methods without saliency."""
+    if not hasattr(method, "saliency"):
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    from orchestrator.plots import saliency_figure
+
+    images, labels = dataset.test.tensors(slice(0, SALIENCY_IMAGES))
+    writer = SummaryWriter(str(logdir))
+
+    def log_saliency(metrics: EpochMetrics) -> None:
+        device = next(model.parameters()).device
+        with model_mode(model, "eval"):
+            saliency = method.saliency(model, images.to(device), labels.to(device)).cpu()
+        figure = saliency_figure(images.numpy(), saliency.numpy(), f"epoch {metrics.epoch}")
+        writer.add_figure("saliency/test_images", figure, global_step=metrics.epoch)
+        writer.flush()
+
+    return log_saliency
 
 
 def _initial_model(
@@ -343,6 +375,8 @@ def train_worker(params: dict[str, Any]) -> None:
     )
     model = _initial_model(config, dataset, params["init_weights"])
     method = build_method(config.method, **config.method_options())
+    rank = ray.train.get_context().get_world_rank()
+    draw = saliency_logger(method, model, dataset, Path(params["logdir"])) if rank == 0 else None
     with tempfile.TemporaryDirectory(prefix="limelight-train-") as local:
         checkpoint = Path(local) / "checkpoint" / CHECKPOINT_NAME
         resumed_from = _fetch_checkpoint(checkpoint, params["resume"])
@@ -356,7 +390,7 @@ def train_worker(params: dict[str, Any]) -> None:
             logdir=params["logdir"],  # fit writes events on rank 0 only
             checkpoint=checkpoint,
             meta=params["meta"],
-            on_epoch_end=_reporter(checkpoint, resumed_from),
+            on_epoch_end=_reporter(checkpoint, resumed_from, draw),
             wrap_model=ray.train.torch.prepare_model,
         )
 
@@ -381,7 +415,9 @@ def _fetch_checkpoint(local: Path, resume: str | None) -> int:
     return epoch
 
 
-def _reporter(checkpoint: Path, resumed_from: int) -> Callable[[EpochMetrics], None]:
+def _reporter(
+    checkpoint: Path, resumed_from: int, draw: Callable[[EpochMetrics], None] | None
+) -> Callable[[EpochMetrics], None]:
     """``fit``'s ``on_epoch_end``: report the epoch, with the checkpoint ``fit`` has just
     written on rank 0. Every rank must report (``ray.train.report`` is a barrier)."""
     import ray.train
@@ -389,6 +425,8 @@ def _reporter(checkpoint: Path, resumed_from: int) -> Callable[[EpochMetrics], N
     rank = ray.train.get_context().get_world_rank()
 
     def report(metrics: EpochMetrics) -> None:
+        if draw is not None:
+            draw(metrics)
         values = {k: v for k, v in asdict(metrics).items() if k != "terms"}
         values.update({f"terms/{k}": v for k, v in metrics.terms.items()})
         values["resumed_from_epoch"] = resumed_from

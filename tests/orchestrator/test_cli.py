@@ -201,3 +201,33 @@ def test_module_entry_point_and_help():
         "limelight train: error: --attack-eps: must lie in [0, 1] "
         "(L-inf on the [0,1] pixel scale), got 7"
     )
+
+
+def test_sgt_draws_saliency_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    argv = [
+        "train",
+        "--method",
+        "sgt",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--limit",
+        "20",
+        "--attacks",
+        "pgd",
+        "--pgd-steps",
+        "2",
+        "--eps",
+        "0.1",
+        "--mask-ratio",
+        "0.3",
+    ]
+    assert main(argv) == 0
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Images("saliency/test_images")] == [1, 2]
+    assert "loss_terms/kl" in events.Tags()["scalars"]
+    assert json.loads((tmp_path / "config.json").read_text())["mask_ratio"] == 0.3
