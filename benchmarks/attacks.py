@@ -5,22 +5,29 @@ The reference is the loop a researcher writes by hand: `x.requires_grad_(True)`,
 step, then projection with `clamp(x - images, -eps, eps)` and `clamp(0, 1)`.
 Both get the same model (eval mode, seeded random weights: speed does not depend
 on training), the same seeded inputs, eps, step size (2.5 * eps / steps), random
-start, steps and batch. Each repeat interleaves them call by call, flipping the
-order every round, so machine noise hits both; the table gives the median over
-repeats of each one's images/s and the ratio of those medians.
+start, steps and batch. They run interleaved in n rounds of one call each,
+flipping the order every round, so machine noise hits both; the table gives the
+median over the rounds of each one's images/s and the ratio of those medians.
 "fwd+bwd limit": one forward + input-gradient pass, in images/s divided by
 steps, i.e. what PGD-`steps` would reach with zero overhead.
 "max |diff|": the largest gap between the two implementations' adversarial
 images (same start noise): float rounding (~1e-8) when they do the same work,
 about 2 * step size where a gradient sign differs.
 
-Measured on a 2-core AMD EPYC (torch 2.14.1 CPU, default 2 threads), the default
-run (batch 128, 5 repeats, ~45 s):
-  small_cnn 1x8x8:   library 5,957 img/s, reference 4,975 img/s: ratio 1.20 (median of 5)
-  small_cnn 3x32x32: library   101 img/s, reference    81 img/s: ratio 1.25 (median of 5)
-The gain is the weight gradients the reference computes and the library skips
-(`autograd.grad` with respect to the input alone); both run at 80-90% of the
-forward+backward limit otherwise.
+Measured on the shared 2-core AMD EPYC dev machine (torch 2.14.1 CPU, batch 128),
+library vs reference images/s (load ~2 rows: an earlier version that timed 0.3 s
+blocks of calls instead of single calls):
+  load ~2, 2 threads:  small_cnn 1x8x8    1,160 vs 856: ratio 1.36 (median of 5)
+                       small_cnn 3x32x32     63 vs 48:  ratio 1.30 (median of 5)
+  load ~4, 1 thread:   small_cnn 1x8x8      676 vs 487: ratio 1.39 (median of 21)
+                       small_cnn 3x32x32     25 vs 20:  ratio 1.28 (median of 5)
+At load 4-5 with 2 threads the 1x8x8 ratio swung from 1.1 to 1.9 between runs (0.4
+once with the block version; 3x32x32 stayed at 1.25-1.6): both threads fight other
+processes for the cores, so read that case on a quiet machine or with --threads 1.
+The gain is the weight gradients that `loss.backward()` computes and the library
+skips (`autograd.grad` with respect to the input alone); the library runs at about
+the fwd+bwd limit. A default run takes ~50 s at load ~2 (estimated from per-call
+times), 90-150 s at load 4-5.
 
 Usage: python benchmarks/attacks.py [--model small_cnn|resnet18|airbench|sgt_mnist_cnn]
        [--dataset-shape 3x32x32] [--batch 128] [--repeats 5] [--threads N]
@@ -29,6 +36,7 @@ Usage: python benchmarks/attacks.py [--model small_cnn|resnet18|airbench|sgt_mni
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -52,7 +60,8 @@ NATURAL_SHAPE = {
     "airbench": (3, 32, 32),  # CIFAR
 }
 # The default run: digits' small_cnn, and small_cnn built for CIFAR's shape
-# (resnet18 takes ~minutes per PGD-10 batch set on 2 CPU cores; ask for it by flag).
+# (resnet18: ~0.5 GFLOP an image, so tens of seconds per PGD-10 call at batch 128 on 2
+# CPU cores; ask for it by flag).
 DEFAULT_CASES = (("small_cnn", (1, 8, 8)), ("small_cnn", (3, 32, 32)))
 
 
@@ -143,23 +152,20 @@ def bench_case(
     once["reference"] = time.perf_counter() - start
     max_diff = (adv_library - adv_reference).abs().max().item()
 
-    # A repeat is `rounds` rounds of (one library call, one reference call, a few
-    # forward+backward passes), the order flipping every round: a burst of load from
-    # other processes lands on both within a fraction of a second.
+    # Each round is one library call, one reference call and a few forward+backward
+    # passes, the order flipping every round, so a burst of load from other processes
+    # lands on both within a second or so; every round gives one rate sample of each.
+    # Fast cases get more rounds (at least `min_time` seconds of library calls).
     fns = {"library": library, "reference": reference, "fwd_bwd": fwd_bwd}
     calls = {"library": 1, "reference": 1}
     calls["fwd_bwd"] = max(1, round(0.25 * once["library"] / once["fwd_bwd"]))
-    rounds = max(1, round(args.min_time / once["library"]))
+    rounds = max(args.repeats, math.ceil(args.min_time / once["library"]))
     rates: dict[str, list[float]] = {key: [] for key in fns}
     order = list(fns)
-    for _ in range(args.repeats):
-        seconds = dict.fromkeys(fns, 0.0)
-        for _ in range(rounds):
-            for key in order:
-                seconds[key] += timed(fns[key], calls[key])
-            order.reverse()
-        for key in fns:
-            rates[key].append(args.batch * calls[key] * rounds / seconds[key])
+    for _ in range(rounds):
+        for key in order:
+            rates[key].append(args.batch * calls[key] / timed(fns[key], calls[key]))
+        order.reverse()
     lib = statistics.median(rates["library"])
     ref = statistics.median(rates["reference"])
     limit = statistics.median(rates["fwd_bwd"]) / args.steps
@@ -171,6 +177,7 @@ def bench_case(
         "ratio": lib / ref,
         "limit": limit,
         "max_diff": max_diff,
+        "rounds": rounds,
     }
 
 
@@ -209,7 +216,10 @@ def main(argv: list[str] | None = None) -> None:
         "--batch", type=int, default=128, help="images per attack call (default 128)"
     )
     parser.add_argument(
-        "--repeats", type=int, default=5, help="interleaved timed repeats (default 5)"
+        "--repeats",
+        type=int,
+        default=5,
+        help="interleaved timed rounds, at least (default 5; fast cases get more, see --min-time)",
     )
     parser.add_argument("--steps", type=int, default=10, help="PGD steps (default 10)")
     parser.add_argument(
@@ -221,8 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--min-time",
         type=float,
-        default=0.5,
-        help="seconds of library calls per repeat, in interleaved rounds (default 0.5)",
+        default=4.0,
+        help="at least this many seconds of library calls per case (default 4)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seeds weights, inputs, start noise (default 0)"
@@ -239,11 +249,11 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-        f"PGD-{args.steps}, median of {args.repeats} interleaved repeats"
+        f"PGD-{args.steps}, medians over n interleaved rounds"
     )
     header = (
         f"{'case':<22} {'eps':>7} {'library':>10} {'reference':>10} {'ratio':>6} "
-        f"{'fwd+bwd limit':>14} {'max |diff|':>10}"
+        f"{'fwd+bwd limit':>14} {'max |diff|':>10} {'n':>4}"
     )
     print(header)
     print("-" * len(header))
@@ -252,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{row['case']:<22} {row['eps']:>7.4f} {row['library']:>10,.0f} "
             f"{row['reference']:>10,.0f} {row['ratio']:>6.2f} {row['limit']:>14,.0f} "
-            f"{row['max_diff']:>10.1e}",
+            f"{row['max_diff']:>10.1e} {row['rounds']:>4}",
             flush=True,
         )
     print("(library, reference, limit in images/s; ratio = library / reference)")

@@ -129,6 +129,11 @@ def airbench(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """A fast CIFAR net after airbench94 (Jordan 2024): 2x2 stem, three conv-pool blocks
     (64, 256, 256), global max-pool, a linear head scaled by 1/9. About 2M parameters;
     the whitening initialization and the lookahead/TTA tricks of airbench are left out."""
+    if min(input_shape[1:]) < 9:
+        raise ValueError(
+            f"airbench needs inputs of at least 9x9 (a 2x2 stem and three 2x pools), "
+            f"got {input_shape[1]}x{input_shape[2]}"
+        )
     widths = (64, 256, 256)
     return nn.Sequential(
         nn.Conv2d(input_shape[0], 24, 2, padding=0, bias=True),
@@ -162,7 +167,9 @@ _DEFAULT_MODEL = {
 
 def default_model(dataset: str) -> str:
     """The model a data set trains with when none is named."""
-    return _DEFAULT_MODEL.get(dataset, "small_cnn")
+    if dataset not in _DEFAULT_MODEL:
+        raise ValueError(f"unknown data set {dataset!r}; valid: {', '.join(_DEFAULT_MODEL)}")
+    return _DEFAULT_MODEL[dataset]
 
 
 def build_model(

@@ -17,7 +17,7 @@ from methods.data import DATASETS, DataNotFoundError, load_dataset
 from methods.evaluate import EvalResult
 from methods.lime import SEGMENTATIONS, LimeSettings
 from methods.loop import NonFiniteLossError, resolve_device
-from methods.models import MODELS
+from methods.models import MODELS, build_model
 from methods.training import METHODS
 from orchestrator.checkpoints import CheckpointError, check_fits, read_checkpoint, restore_model
 from orchestrator.config import (
@@ -439,6 +439,7 @@ def _train(args: argparse.Namespace) -> int:
     if config.method == "lgr":
         check_start_checkpoint(config)
     dataset = _load_data(config.dataset, args, seed=config.seed)
+    _check_model_fits(config.model_name, dataset)
     if config.method == "lgr":
         outcome = _run_lgr(config, dataset, out_dir, eval_config, args)
     else:
@@ -464,6 +465,15 @@ def _train(args: argparse.Namespace) -> int:
     print(format_results([(outcome.config.method, outcome.evaluation)]))
     print(f"checkpoint: {outcome.checkpoint}\ntensorboard --logdir {out_dir / 'tensorboard'}")
     return EXIT_OK
+
+
+def _check_model_fits(name: str, dataset) -> None:
+    try:
+        build_model(name, dataset.input_shape, dataset.num_classes, dataset.mean, dataset.std)
+    except ValueError as error:
+        raise ConfigError(
+            "model", f"{error} ({dataset.name} is {'x'.join(map(str, dataset.input_shape))})"
+        ) from error
 
 
 def _check_scaling_flags(args: argparse.Namespace, config: TrainConfig) -> None:

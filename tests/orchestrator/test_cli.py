@@ -67,6 +67,7 @@ def trained_run(tmp_path_factory) -> Path:
         (["train", "--epochs", "three"], ["--epochs", "invalid int value"]),
         (["train", "--lr", "0"], ["--lr", "> 0"]),
         (["train", "--device", "tpu"], ["--device"]),
+        (["train", "--model", "airbench"], ["--model", "at least 9x9", "digits is 1x8x8"]),
         (["evaluate", "--checkpoint", "x.pt", "--eps", "2"], ["--eps", "[0, 1]"]),
         (["evaluate", "--checkpoint", "x.pt", "--attacks", "cw"], ["--attacks", "fgsm, pgd"]),
         (["evaluate", "--checkpoint", "nowhere/x.pt"], ["--checkpoint", "nowhere/x.pt"]),
