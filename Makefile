@@ -37,6 +37,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/lime.py
+	$(BIN)/python benchmarks/methods.py
 
 clean:
 	rm -rf results .pytest_cache

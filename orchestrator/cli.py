@@ -693,6 +693,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as error:
         print(f"{prog}: failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except RuntimeError as error:  # a run that failed (a Ray Train job, a torch error)
+        log.debug("run failed", exc_info=True)
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"{prog}: failed: {first} (run with -v for the traceback)", file=sys.stderr)
+        if getattr(args, "verbose", False):
+            raise
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
