@@ -252,6 +252,11 @@ def fit(
     if method.needs_masks and not train.has_masks:
         raise ValueError(f"method {method.name!r} needs per-image masks; this split has none")
     rank, world_size = _rank_and_world()
+    if world_size > 1 and len(train) < config.batch_size:
+        raise ValueError(
+            f"{len(train)} training images are fewer than one batch of {config.batch_size}: "
+            "the workers' shards would differ in size"
+        )
     if config.batch_size % world_size:
         raise ValueError(
             f"batch_size {config.batch_size} must be a multiple of the {world_size} workers"
@@ -304,7 +309,7 @@ def fit(
             torch.manual_seed(_epoch_seed(config.seed, epoch))
             loader_generator.manual_seed(_epoch_seed(config.seed, epoch))
             metrics = _train_epoch(net, method, loader, optimizer, scheduler, device, epoch, bar)
-            if test is not None:
+            if test is not None and rank == 0:  # the same numbers on every rank: once
                 clean, robust = _monitor(model, test, config, device, epoch)
                 metrics = replace(metrics, test_acc=clean, test_robust_acc=robust)
             history.append(metrics)

@@ -192,7 +192,7 @@ def _fit_inline(
         logdir=logdir,
         checkpoint=out_dir / CHECKPOINT_NAME,
         meta=checkpoint_meta(dataset, config.model_name, config.to_dict()),
-        on_epoch_end=saliency_logger(method, model, dataset, logdir),
+        on_epoch_end=saliency_logger(method, model, dataset, logdir, config.epochs),
     )
     return model, history
 
@@ -202,7 +202,11 @@ SALIENCY_IMAGES = 8
 
 
 def saliency_logger(
-    method: TrainingMethod, model: torch.nn.Module, dataset: Dataset, logdir: Path
+    method: TrainingMethod,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    logdir: Path,
+    epochs: int,
 ) -> Callable[[EpochMetrics], None] | None:
     """An ``on_epoch_end`` that draws what a saliency-guided method masks by on fixed
     test images, as a TensorBoard figure; None for methods without saliency."""
@@ -222,6 +226,8 @@ def saliency_logger(
         figure = saliency_figure(images.numpy(), saliency.numpy(), f"epoch {metrics.epoch}")
         writer.add_figure("saliency/test_images", figure, global_step=metrics.epoch)
         writer.flush()
+        if metrics.epoch == epochs:
+            writer.close()
 
     return log_saliency
 
@@ -376,7 +382,9 @@ def train_worker(params: dict[str, Any]) -> None:
     model = _initial_model(config, dataset, params["init_weights"])
     method = build_method(config.method, **config.method_options())
     rank = ray.train.get_context().get_world_rank()
-    draw = saliency_logger(method, model, dataset, Path(params["logdir"])) if rank == 0 else None
+    draw = None
+    if rank == 0:
+        draw = saliency_logger(method, model, dataset, Path(params["logdir"]), config.epochs)
     with tempfile.TemporaryDirectory(prefix="limelight-train-") as local:
         checkpoint = Path(local) / "checkpoint" / CHECKPOINT_NAME
         resumed_from = _fetch_checkpoint(checkpoint, params["resume"])
