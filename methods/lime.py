@@ -175,9 +175,11 @@ def segment(image: np.ndarray, settings: LimeSettings) -> np.ndarray:
 
 
 def default_batch_size(device: torch.device) -> int:
-    # Small batches win on CPU (ARCHITECTURE.md: a 60k-parameter CNN runs ~4,500
-    # images/s at batch 25-100 and ~2,000 at 1,000 on 2 cores); GPUs want large ones.
-    return 1024 if device.type == "cuda" else 100
+    # Mid-sized batches win on CPU: benchmarks/lime.py on 2 cores, 3x32x32, forward
+    # throughput peaks at batch 100-200 (tiny_cnn 5,625 img/s at 200, 3,798 at 1,000;
+    # small_cnn 569 at 100-200), and LimeExplainer is fastest at 200 for both.
+    # GPUs want large ones.
+    return 1024 if device.type == "cuda" else 200
 
 
 class LimeExplainer:

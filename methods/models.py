@@ -48,6 +48,20 @@ def small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     )
 
 
+def tiny_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """Three conv-pool stages (16, 32, 64) and a linear head: ~35k parameters on 32x32,
+    the size of CNN that ARCHITECTURE.md's CPU throughput figures were measured with."""
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for width in (16, 32, 64):
+        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        channels = width
+    body = nn.Sequential(*layers)
+    return nn.Sequential(
+        body, nn.Flatten(), nn.Linear(_flat_features(body, input_shape), num_classes)
+    )
+
+
 def sgt_mnist_cnn(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     """The MNIST CNN of the SGT paper (Ismail et al. 2021, after the Keras MNIST example):
     conv32-3x3, conv64-3x3, maxpool 2, dropout 0.25, fc128, dropout 0.5, fc."""
@@ -150,6 +164,7 @@ def airbench(input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
 
 MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {
     "small_cnn": small_cnn,
+    "tiny_cnn": tiny_cnn,
     "sgt_mnist_cnn": sgt_mnist_cnn,
     "resnet18": resnet18,
     "airbench": airbench,

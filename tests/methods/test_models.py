@@ -19,6 +19,8 @@ from methods.models import MODELS, Normalize, build_model, default_model
 CASES = [
     ("small_cnn", (1, 8, 8), 10),  # digits
     ("small_cnn", (3, 32, 32), 10),
+    ("tiny_cnn", (3, 32, 32), 10),
+    ("tiny_cnn", (1, 8, 8), 10),
     ("sgt_mnist_cnn", (1, 28, 28), 10),  # MNIST
     ("resnet18", (3, 32, 32), 10),  # CIFAR-10
     ("resnet18", (3, 32, 32), 100),  # CIFAR-100
