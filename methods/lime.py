@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from methods.attacks import model_mode
@@ -175,11 +176,10 @@ def segment(image: np.ndarray, settings: LimeSettings) -> np.ndarray:
 
 
 def default_batch_size(device: torch.device) -> int:
-    # Mid-sized batches win on CPU: benchmarks/lime.py on 2 cores, 3x32x32, forward
-    # throughput peaks at batch 100-200 (tiny_cnn 5,625 img/s at 200, 3,798 at 1,000;
-    # small_cnn 569 at 100-200), and LimeExplainer is fastest at 200 for both.
-    # GPUs want large ones.
-    return 1024 if device.type == "cuda" else 200
+    # Mid-sized batches win on CPU (benchmarks/lime.py, 2 idle cores, 3x32x32: tiny_cnn
+    # forwards peak at batch 100, small_cnn at 50; batches over ~32 MiB of activations
+    # page-fault on every call under glibc's malloc). GPUs want large ones.
+    return 1024 if device.type == "cuda" else 100
 
 
 class LimeExplainer:
@@ -193,6 +193,8 @@ class LimeExplainer:
     def __init__(self, model: nn.Module, *, batch_size: int | None = None) -> None:
         self.model = model
         self.device = next(model.parameters()).device
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size or default_batch_size(self.device)
 
     @torch.no_grad()
@@ -259,6 +261,16 @@ class LimeExplainer:
             perturbed.append(_perturb(image, torch.from_numpy(seg), z, settings.fill))
         stacked = torch.cat(perturbed).to(self.device, non_blocking=True)
         probs = self._predict(stacked).cpu().double().view(len(images), settings.num_samples, -1)
+        explanations = []
+        # One BLAS thread for the tiny ridge solves: OpenBLAS's own thread pool otherwise
+        # wakes between forward passes and fights torch's threads for the cores
+        # (benchmarks/lime.py: 0.58 -> ~0.87 of the forward-pass bound on 2 cores).
+        with threadpool_limits(limits=1, user_api="blas"):
+            explanations = self._fit_all(masks, segments, targets, predicted, probs, settings)
+        return explanations
+
+    @staticmethod
+    def _fit_all(masks, segments, targets, predicted, probs, settings) -> list[Explanation]:
         explanations = []
         for i, (z, seg) in enumerate(zip(masks, segments, strict=True)):
             target = int(targets[i])

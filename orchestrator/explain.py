@@ -157,24 +157,26 @@ def explain_split(
             gpus_per_actor=gpus_per_actor,
             batch_size=batch_size,
         )
-        _run_chunks(
-            workers,
-            data,
-            todo,
-            chunk,
-            store,
-            on_chunk,
-            lambda: start_workers(
-                state_ref,
-                settings,
-                actors=1,
-                cpus_per_actor=cpus_per_actor,
-                gpus_per_actor=gpus_per_actor,
-                batch_size=batch_size,
-            )[0],
-        )
-        for worker in workers:
-            ray.kill(worker)
+        try:
+            _run_chunks(
+                workers,
+                data,
+                todo,
+                chunk,
+                store,
+                on_chunk,
+                lambda: start_workers(
+                    state_ref,
+                    settings,
+                    actors=1,
+                    cpus_per_actor=cpus_per_actor,
+                    gpus_per_actor=gpus_per_actor,
+                    batch_size=batch_size,
+                )[0],
+            )
+        finally:  # no actor outlives the run, even on an error or Ctrl-C
+            for worker in workers:
+                ray.kill(worker)
     table = store.read()
     wanted = table.filter(pa.compute.less(table.column("image_index"), n))
     scores = wanted.column("score").to_numpy()
