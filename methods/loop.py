@@ -361,6 +361,11 @@ def _restore_schedule(
     if state.get("total_steps") == total_steps:
         scheduler.load_state_dict(state["scheduler"])
         return
+    # The optimizer's lr was restored to where the old schedule ended (0 for cosine),
+    # and CosineAnnealingLR's chainable form scales the current lr, so replaying from
+    # there kept it at 0. Replay from the lr a fresh schedule starts at instead.
+    for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "step() before optimizer.step()": intended here
         for _ in range(done_steps):

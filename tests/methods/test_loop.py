@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from methods.evaluate import accuracy
 from methods.loop import (
@@ -183,37 +186,40 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+@contextlib.contextmanager
+def _recorded_lrs():
+    """The learning rate of every optimizer step taken inside the block."""
+    lrs: list[float] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"])
+    )
+    try:
+        yield lrs
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
 def test_extending_a_finished_run_follows_the_new_schedule(digits, tmp_path, schedule):
+    """A run of E epochs extended to 2E takes, at each new step, the lr a fresh 2E-epoch
+    run takes at that step, and its weights move (they once stood still at lr 0)."""
+    subset = digits.train.subset(1024)  # 8 steps an epoch: OneCycleLR needs several
     checkpoint = tmp_path / "c.pt"
     model = digits_model(digits)
-    subset = digits.train.subset(1024)  # 8 steps an epoch: OneCycleLR needs several
-    fit(
-        model,
-        ERM(),
-        subset,
-        config=LoopConfig(epochs=2, schedule=schedule),
-        device="cpu",
-        checkpoint=checkpoint,
-    )
-    history = fit(
-        model,
-        ERM(),
-        subset,
-        config=LoopConfig(epochs=4, schedule=schedule),
-        device="cpu",
-        checkpoint=checkpoint,
-    )
-    assert [m.epoch for m in history] == [1, 2, 3, 4]
-    final_lr = load_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["lr"]
-    straight = digits_model(digits)
-    fit(
-        straight,
-        ERM(),
-        subset,
-        config=LoopConfig(epochs=4, schedule=schedule),
-        device="cpu",
-        checkpoint=tmp_path / "straight.pt",
-    )
-    expected = load_checkpoint(tmp_path / "straight.pt")["optimizer"]["param_groups"][0]["lr"]
-    assert final_lr == pytest.approx(expected) and final_lr < 0.01
+
+    def train(model, epochs, path):
+        config = LoopConfig(epochs=epochs, schedule=schedule)
+        fit(model, ERM(), subset, config=config, device="cpu", checkpoint=path)
+
+    with _recorded_lrs() as first:
+        train(model, 2, checkpoint)
+    before = _weights(model)
+    with _recorded_lrs() as extension:
+        train(model, 4, checkpoint)
+    with _recorded_lrs() as fresh:
+        train(digits_model(digits), 4, tmp_path / "fresh.pt")
+    assert len(first) == len(extension) == 16 and len(fresh) == 32
+    assert extension == pytest.approx(fresh[16:], abs=1e-9, rel=0)
+    assert min(extension) > 0
+    moved = max((a - b).abs().max().item() for a, b in zip(before, _weights(model), strict=True))
+    assert moved > 1e-4
