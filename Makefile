@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-RESULTS ?= results/demo
+STORAGE ?= results
 
 .PHONY: setup run test lint bench clean
 
@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 # The main job, on the embedded digits data set: ERM and PGD adversarial training,
 # then both checkpoints attacked side by side. Re-running resumes / re-evaluates.
 run: setup
-	$(BIN)/limelight train --method erm --dataset digits --out $(RESULTS)/erm
-	$(BIN)/limelight train --method adversarial --dataset digits --out $(RESULTS)/adversarial
-	$(BIN)/limelight evaluate --checkpoint $(RESULTS)/erm/checkpoint.pt $(RESULTS)/adversarial/checkpoint.pt
+	$(BIN)/limelight train --method erm --dataset digits --storage $(STORAGE) --out demo/erm
+	$(BIN)/limelight train --method adversarial --dataset digits --storage $(STORAGE) --out demo/adversarial
+	$(BIN)/limelight evaluate --checkpoint $(STORAGE)/demo/erm/checkpoint.pt $(STORAGE)/demo/adversarial/checkpoint.pt
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -17,7 +17,7 @@
    the method order reversing every repeat, so load from other processes lands on all
    of them. The table gives the median epoch seconds over all timed epochs, images/s,
    the ratio of medians to ERM, and the ratio of fastest epochs to ERM's fastest.
-2. Per-job overhead of the Ray Train path: `orchestrator.train.run_training` on the
+2. Per-job overhead of the Ray Train path: `orchestrator.train.train_job` on the
    same small ERM job (digits, small_cnn, 2 epochs, batch 128, per-epoch monitoring
    on the test split as the CLI does, then `EvalConfig(eps=(0.1,), attacks=("pgd",),
    pgd_steps=2, limit=50)`), inline (workers=1) and as a 2-worker `TorchTrainer`
@@ -26,7 +26,7 @@
    log_to_driver=False)`, its start-up timed separately and excluded), each into a
    fresh temp dir, alternating inline/Ray, `--job-repeats` times, after one untimed
    inline job (TensorBoard's import and other one-time costs of the process).
-   Wall seconds are measured around the `run_training` call (data set loaded once
+   Wall seconds are measured around the `train_job` call (data set loaded once
    beforehand); "training s" sums the jobs' `EpochMetrics.seconds` (rank 0's). The
    difference is what a Train job costs beyond the work itself: controller and
    worker-group start-up, process group, per-worker imports and data loading,
@@ -42,7 +42,7 @@ Measured on a 2-core AMD EPYC (torch 2.14.1 CPU, default 2 threads, ray 2.60),
   sgt                         0.393          2.43      2.47   (10)
   asgt                        1.527          9.42      9.51   (5)
   lgr                         1.683         10.38      9.36   (5)
-  run_training, ERM 2 epochs: inline 1.0 s (0.9, 1.0), TorchTrainer with 2 workers
+  train_job, ERM 2 epochs: inline 1.0 s (0.9, 1.0), TorchTrainer with 2 workers
   24.3 s (25.9, 22.7), 0.3-0.5 s of either spent in training epochs: +23.3 s of
   overhead per job (25x; ray.init, excluded, 4.0 s).
 PGD-10 sets the cost: PGD-AT, ASGT and LGR each run 11 forward+backward passes a
@@ -76,7 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from methods.data import Dataset, ImageSplit, load_dataset
 from methods.loop import LoopConfig, fit
 from methods.models import build_model
-from methods.training import TrainingMethod, build_method
+from methods.training import METHODS, TrainingMethod, build_method
 
 DATASET = "digits"
 MODEL = "small_cnn"
@@ -114,7 +114,12 @@ def build_methods(args: argparse.Namespace, eps: float) -> dict[str, TrainingMet
         "mask_ratio": args.mask_ratio,
         "reg_weight": args.reg_weight,
     }
-    return {label: build_method(name, **{**common, **extra}) for label, name, extra in METHOD_CASES}
+    methods = {}
+    for label, name, extra in METHOD_CASES:
+        known = METHODS[name].Options.field_names()
+        options = {k: v for k, v in {**common, **extra}.items() if k in known}
+        methods[label] = build_method(name, **options)
+    return methods
 
 
 def time_epochs(
@@ -191,16 +196,21 @@ def bench_methods(args: argparse.Namespace) -> None:
 def bench_ray_overhead(args: argparse.Namespace) -> None:
     import ray
 
-    from orchestrator.config import EvalConfig, TrainConfig
-    from orchestrator.train import run_training
+    from orchestrator.config import EvalConfig, RunSettings, TrainConfig
+    from orchestrator.train import train_job
 
+    dataset = load_dataset(DATASET, seed=args.seed)
     config = TrainConfig(
         method="erm", dataset=DATASET, model=MODEL, epochs=args.job_epochs, seed=args.seed
-    )
+    ).resolved(dataset.default_eps)
     eval_config = EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=50)
-    dataset = load_dataset(DATASET, seed=args.seed)
+
+    def run_training(out_dir: Path, workers: int):
+        settings = RunSettings(storage=str(out_dir), device="cpu", workers=workers)
+        return train_job(config, dataset, out_dir, settings, eval_config=eval_config)
+
     print(
-        f"\n2. per-job overhead of the TorchTrainer path: run_training, ERM on {DATASET}, "
+        f"\n2. per-job overhead of the TorchTrainer path: train_job, ERM on {DATASET}, "
         f"{args.job_epochs} epochs, PGD-2 eval on 50 images; inline (workers=1) vs "
         f"workers=2 (gloo DDP), alternating, {args.job_repeats} repeats",
         flush=True,
@@ -209,7 +219,7 @@ def bench_ray_overhead(args: argparse.Namespace) -> None:
     # the evaluation's first attacks) would otherwise land on the first inline repeat.
     # Ray jobs need no such warm-up: every TorchTrainer starts fresh worker processes.
     with tempfile.TemporaryDirectory(prefix="limelight-bench-") as root:
-        run_training(config, dataset, out_dir=Path(root), device="cpu", eval_config=eval_config)
+        run_training(Path(root), workers=1)
     ray.shutdown()
     start = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=args.ray_logs)
@@ -222,14 +232,7 @@ def bench_ray_overhead(args: argparse.Namespace) -> None:
                 for workers in (1, 2):
                     out_dir = Path(root) / f"r{repeat}-w{workers}"
                     start = time.perf_counter()
-                    outcome = run_training(
-                        config,
-                        dataset,
-                        out_dir=out_dir,
-                        device="cpu",
-                        eval_config=eval_config,
-                        workers=workers,
-                    )
+                    outcome = run_training(out_dir, workers)
                     walls[workers].append(time.perf_counter() - start)
                     trained[workers].append(sum(m.seconds for m in outcome.history))
                     print(
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
             "Measured in one run on digits/small_cnn: (1) each training method's epoch "
             "seconds (methods.loop.fit, training part only) as a ratio of ERM's: erm, "
             "adversarial pgd and fgsm_rs, sgt, asgt, lgr, interleaved repeats, medians; "
-            "(2) wall seconds of orchestrator.train.run_training on a small ERM job "
+            "(2) wall seconds of orchestrator.train.train_job on a small ERM job "
             "inline vs a 2-worker Ray Train TorchTrainer on a local 2-CPU Ray, and the "
             "difference (per-job overhead). Default run ~2.5 min on 2 cores."
         ),

@@ -1,7 +1,9 @@
 """The command line: ``limelight <verb>`` (also ``python -m orchestrator``).
 
-Exit codes: 0 done; 2 bad input, reported as one line naming the field or path and
-what is allowed, before any work starts; 1 a run that failed.
+Argparse, dispatch and printing only: flags come from the config dataclasses
+(``orchestrator.flags``), runs from ``orchestrator.run``. Exit codes: 0 done; 2 bad
+input, reported as one line naming the field or path and what is allowed, before
+any work starts; 1 a run that failed.
 """
 
 from __future__ import annotations
@@ -9,37 +11,28 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from methods.attacks import ATTACKS
 from methods.data import DATASETS, DataNotFoundError, load_dataset
 from methods.evaluate import EvalResult
 from methods.lime import SEGMENTATIONS, LimeSettings
 from methods.loop import NonFiniteLossError, resolve_device
-from methods.models import MODELS, build_model
 from methods.training import METHODS
 from orchestrator.checkpoints import CheckpointError, check_fits, read_checkpoint, restore_model
 from orchestrator.config import (
-    OPTIMIZERS,
-    SCHEDULES,
-    SPURIOUS,
-    TRAINING_ATTACKS,
     ConfigError,
     EvalConfig,
+    RunSettings,
     TrainConfig,
+    option_fields,
 )
-from orchestrator.lgr import check_start_checkpoint, run_lgr
+from orchestrator.flags import add_fields, add_method_options, flag_name, given
 from orchestrator.store import MaskStore
-from orchestrator.train import (
-    check_resumable,
-    default_out_dir,
-    evaluate_split,
-    run_training,
-    write_json,
-)
+from orchestrator.train import evaluate_split, write_json
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("limelight")
 
@@ -56,215 +49,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-# ----------------------------------------------------------------------------- parsing
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.replace(",", " ").split())
-    except ValueError:
-        message = f"expected numbers separated by commas, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-
-
-def _name_list(text: str) -> tuple[str, ...]:
-    return tuple(v for v in text.replace(",", " ").split() if v)
-
-
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        default="data",
-        metavar="DIR",
-        help="where mnist/cifar10/cifar100/cifar10c live (default: ./data)",
-    )
-    parser.add_argument(
-        "--download",
-        action="store_true",
-        help="download mnist/cifar10/cifar100 into --data-dir if missing",
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)",
-    )
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
 
 
-def _add_eval_flags(parser: argparse.ArgumentParser, eps_help: str) -> None:
-    parser.add_argument("--eps", type=_float_list, default=None, metavar="E[,E...]", help=eps_help)
-    parser.add_argument(
-        "--attacks",
-        type=_name_list,
-        default=("fgsm", "pgd"),
-        metavar="A[,A...]",
-        help=f"attacks to run at each eps; valid: {', '.join(ATTACKS)} (default: fgsm,pgd)",
-    )
-    parser.add_argument("--pgd-steps", type=int, default=20, help="PGD steps (default: 20)")
-    parser.add_argument("--pgd-restarts", type=int, default=1, help="PGD restarts (default: 1)")
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate on the first N test images only",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="limelight",
-        description="Interpretability-guided adversarial robustness experiments.",
-    )
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-
+def _add_train(verbs: argparse._SubParsersAction) -> None:
     train = verbs.add_parser(
         "train",
         help="train one model, then evaluate it",
-        description="Train one model with a method, checkpoint every epoch (an existing "
-        "checkpoint in --out resumes), then evaluate clean, FGSM and PGD accuracy "
-        "on the test split. TensorBoard logs go to OUT/tensorboard.",
+        description="Train one model with a method, checkpoint every epoch (the same "
+        "command again resumes; more --epochs extends), then evaluate clean, FGSM and "
+        "PGD accuracy on the test split. Everything goes under the results root: "
+        "STORAGE/OUT holds checkpoint.pt, config.json, eval.json and tensorboard/. "
+        "An option the chosen --method does not use is an error.",
     )
-    train.add_argument(
-        "--method", default="erm", choices=list(METHODS), help="training method (default: erm)"
+    add_fields(train, TrainConfig)
+    method_options = train.add_argument_group("method options (each names the methods that use it)")
+    add_method_options(
+        method_options,
+        option_fields(),
+        {name: typing.get_type_hints(cls.Options) for name, cls in METHODS.items()},
     )
-    train.add_argument(
-        "--dataset",
-        default="digits",
-        choices=list(DATASETS),
-        help="data set (default: digits, embedded)",
-    )
-    train.add_argument(
-        "--model",
-        default=None,
-        choices=list(MODELS),
-        help="model (default: small_cnn for digits, sgt_mnist_cnn for mnist, resnet18 for cifar)",
-    )
-    train.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
-    train.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
-    train.add_argument(
-        "--optimizer",
-        default="sgd",
-        choices=OPTIMIZERS,
-        help="sgd (Nesterov, momentum 0.9) or adam (AdamW) (default: sgd)",
-    )
-    train.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default: 0.05)")
-    train.add_argument("--weight-decay", type=float, default=5e-4, help="(default: 5e-4)")
-    train.add_argument(
-        "--schedule",
-        default="cosine",
-        choices=SCHEDULES,
-        help="learning-rate schedule, stepped per batch (default: cosine)",
-    )
-    train.add_argument(
-        "--attack-eps",
-        type=float,
-        default=None,
-        help="L-inf eps of the training attack on the [0,1] scale (default: "
-        "0.1 digits, 0.3 mnist, 8/255 cifar); also the monitored PGD eps",
-    )
-    train.add_argument(
-        "--training-attack",
-        default="pgd",
-        choices=TRAINING_ATTACKS,
-        help="adversarial method's attack: pgd or fgsm_rs (fast AT) (default: pgd)",
-    )
-    train.add_argument(
-        "--attack-steps",
-        type=int,
-        default=10,
-        help="PGD steps of the training attack (default: 10)",
-    )
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    train.add_argument(
-        "--mask-ratio",
-        type=float,
-        default=None,
-        help="sgt/asgt: fraction of pixels masked (default 0.5); lgr: fraction "
-        "of superpixels flagged per image (default 0.2); in (0, 1)",
-    )
-    train.add_argument(
-        "--reg-weight",
-        type=float,
-        default=None,
-        help="sgt/asgt: weight of the KL term; lgr: of the gradient penalty (default: 1.0)",
-    )
-    lgr = train.add_argument_group("LIME-guided refinement (--method lgr)")
-    lgr.add_argument(
-        "--rounds", type=int, default=2, help="explain-flag-refine rounds (default: 2)"
-    )
-    lgr.add_argument(
-        "--spurious",
-        default="low_relevance",
-        choices=SPURIOUS,
-        help="which superpixels to flag: low_relevance (bottom-k LIME weights), "
-        "high_relevance (top-k), annotated (the data set's ground-truth "
-        "masks; digits_shortcut) (default: low_relevance)",
-    )
-    lgr.add_argument(
-        "--explain-fraction",
-        type=float,
-        default=1.0,
-        help="share of the training set explained each round (default: 1.0)",
-    )
-    lgr.add_argument(
-        "--lime-samples",
-        type=int,
-        default=1000,
-        help="LIME samples per explanation (default: 1000)",
-    )
-    lgr.add_argument(
-        "--start-checkpoint",
-        default=None,
-        metavar="C",
-        help="model to refine (default: pretrain with ERM for --pretrain-epochs)",
-    )
-    lgr.add_argument(
-        "--pretrain-epochs",
-        type=int,
-        default=None,
-        help="ERM epochs before the first round (default: --epochs)",
-    )
-    lgr.add_argument("--actors", type=int, default=2, help="LIME actors (default: 2)")
-    ray_group = train.add_argument_group("Ray (distributed training and LIME)")
-    ray_group.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="Ray Train workers (DDP); 1 trains inline without Ray (default: 1)",
-    )
-    ray_group.add_argument(
-        "--gpus-per-worker",
-        type=float,
-        default=0,
-        help="GPU share per Train worker; > 0 also uses Ray Train (default: 0)",
-    )
-    ray_group.add_argument(
-        "--storage",
-        default=None,
-        help="root for Ray Train runs (default: OUT/ray) and the LIME mask store "
-        "(default: ./results); a path or a pyarrow URI such as s3://bucket/path",
-    )
-    ray_group.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
-    )
-    train.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="run directory (default: results/train/DATASET-METHOD-seedSEED)",
-    )
-    _add_data_flags(train)
-    _add_eval_flags(train, "evaluation eps grid (default: the data set's grid plus --attack-eps)")
+    add_fields(train.add_argument_group("where it runs (results root, Ray, data)"), RunSettings)
+    add_fields(train.add_argument_group("final evaluation (its seed is --seed)"), EvalConfig)
+    _add_verbose(train)
     train.set_defaults(handler=_train)
 
+
+def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
     evaluate = verbs.add_parser(
         "evaluate",
         help="attack trained checkpoints and print their accuracy",
@@ -287,10 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="data set (default: the one each checkpoint was trained on)",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of PGD's random start")
-    _add_data_flags(evaluate)
-    _add_eval_flags(evaluate, "eps grid (default: the data set's grid)")
+    add_fields(evaluate, EvalConfig)
+    add_fields(evaluate, RunSettings, include=("device", "data_dir", "download"))
+    _add_verbose(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
+
+def _add_explain(verbs: argparse._SubParsersAction) -> None:
     explain = verbs.add_parser(
         "explain",
         help="explain a split with LIME over Ray actors into the mask store",
@@ -339,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--n-segments", type=int, default=50, help="target segment count for slic (default: 50)"
     )
-    explain.add_argument("--actors", type=int, default=2, help="Ray actors (default: 2)")
     explain.add_argument(
         "--cpus-per-actor",
         type=float,
@@ -354,16 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--chunk", type=int, default=8, help="images per actor call (default: 8)")
     explain.add_argument(
-        "--address",
-        default=None,
-        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)",
-    )
-    explain.add_argument(
-        "--storage",
-        default="results",
-        help="results root, a path or pyarrow URI such as s3://b/p (default: ./results)",
-    )
-    explain.add_argument(
         "--png",
         type=Path,
         default=None,
@@ -374,145 +178,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--png-count", type=int, default=8, help="how many overlays --png writes (default: 8)"
     )
     explain.add_argument("--seed", type=int, default=0, help="seed of the LIME masks")
-    _add_data_flags(explain)
+    add_fields(explain, RunSettings, exclude=("out", "workers", "gpus_per_worker"))
+    _add_verbose(explain)
     explain.set_defaults(handler=_explain)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="limelight",
+        description="Interpretability-guided adversarial robustness experiments.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    _add_train(verbs)
+    _add_evaluate(verbs)
+    _add_explain(verbs)
     return parser
 
 
 # ----------------------------------------------------------------------------- verbs
 
 
-def _eval_config(args: argparse.Namespace) -> EvalConfig:
-    return EvalConfig(
-        eps=args.eps,
-        attacks=args.attacks,
-        pgd_steps=args.pgd_steps,
-        pgd_restarts=args.pgd_restarts,
-        limit=args.limit,
-        seed=args.seed,
-    )
-
-
-def _check_device(name: str) -> None:
-    try:
-        resolve_device(name)
-    except (ValueError, RuntimeError) as error:
-        raise UsageError(f"--device: {str(error).splitlines()[0]}") from error
-
-
-def _load_data(name: str, args: argparse.Namespace, seed: int = 0):
-    try:
-        return load_dataset(name, data_dir=args.data_dir, download=args.download, seed=seed)
-    except DataNotFoundError as error:
-        raise UsageError(str(error)) from error
+def _configs(args: argparse.Namespace) -> tuple[TrainConfig, RunSettings, EvalConfig]:
+    """The flags the user gave, as the three frozen configs (``ConfigError`` on bad input)."""
+    names = set(option_fields())
+    options = {k: v for k, v in vars(args).items() if k in names}
+    config = TrainConfig.from_dict({**given(args, TrainConfig), **options})
+    settings = RunSettings(**given(args, RunSettings))
+    eval_config = EvalConfig(**given(args, EvalConfig, exclude=("seed",)), seed=config.seed)
+    return config, settings, eval_config
 
 
 def _train(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        method=args.method,
-        dataset=args.dataset,
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        attack_eps=args.attack_eps,
-        training_attack=args.training_attack,
-        attack_steps=args.attack_steps,
-        seed=args.seed,
-        mask_ratio=args.mask_ratio,
-        reg_weight=args.reg_weight,
-        rounds=args.rounds,
-        spurious=args.spurious,
-        explain_fraction=args.explain_fraction,
-        lime_samples=args.lime_samples,
-        start_checkpoint=args.start_checkpoint,
-        pretrain_epochs=args.pretrain_epochs,
-    )
-    eval_config = _eval_config(args)
-    _check_device(args.device)
-    out_dir = args.out or default_out_dir(config)
-    check_resumable(out_dir, config)
-    _check_scaling_flags(args, config)
-    if config.method == "lgr":
-        check_start_checkpoint(config)
-    dataset = _load_data(config.dataset, args, seed=config.seed)
-    _check_model_fits(config.model_name, dataset)
-    if config.method == "lgr":
-        outcome = _run_lgr(config, dataset, out_dir, eval_config, args)
-    else:
-        outcome = run_training(
-            config,
-            dataset,
-            out_dir=out_dir,
-            device=args.device,
-            eval_config=eval_config,
-            workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker,
-            storage=args.storage,
-            address=args.address,
-            data_dir=args.data_dir,
-            download=args.download,
-        )
-    final = outcome.history[-1]
+    from orchestrator.run import run
+
+    config, settings, eval_config = _configs(args)
+    result = run(config, settings, eval_config=eval_config)
+    resolved = result.config
+    train_eps = "" if resolved.attack_eps is None else f", train eps {resolved.attack_eps:g}"
     print(
-        f"\n{outcome.config.method} on {dataset.name} ({outcome.config.model_name}), "
-        f"{final.epoch} epochs, seed {outcome.config.seed}, train eps "
-        f"{outcome.config.attack_eps:g}, {outcome.wall_s:.1f}s"
+        f"\n{resolved.method} on {resolved.dataset} ({resolved.model_name}), "
+        f"{result.history[-1].epoch} epochs, seed {resolved.seed}{train_eps}, "
+        f"{result.wall_s:.1f}s"
     )
-    print(format_results([(outcome.config.method, outcome.evaluation)]))
-    print(f"checkpoint: {outcome.checkpoint}\ntensorboard --logdir {out_dir / 'tensorboard'}")
+    print(format_results([(resolved.method, result.evaluation)]))
+    print(f"checkpoint: {result.checkpoint}\ntensorboard --logdir {result.logdir}")
     return EXIT_OK
 
 
-def _check_model_fits(name: str, dataset) -> None:
-    try:
-        build_model(name, dataset.input_shape, dataset.num_classes, dataset.mean, dataset.std)
-    except ValueError as error:
-        raise ConfigError(
-            "model", f"{error} ({dataset.name} is {'x'.join(map(str, dataset.input_shape))})"
-        ) from error
-
-
-def _check_scaling_flags(args: argparse.Namespace, config: TrainConfig) -> None:
-    if args.workers < 1:
-        raise ConfigError("workers", f"must be >= 1, got {args.workers}")
-    if args.gpus_per_worker < 0:
-        raise ConfigError("gpus_per_worker", f"must be >= 0, got {args.gpus_per_worker:g}")
-    if config.batch_size % args.workers:
-        raise ConfigError(
-            "batch_size",
-            f"{config.batch_size} must be a multiple of --workers ({args.workers}): "
-            "each worker takes an equal shard of every batch",
-        )
-    if args.actors < 1:
-        raise ConfigError("actors", f"must be >= 1, got {args.actors}")
-
-
-def _run_lgr(config, dataset, out_dir, eval_config, args):
-    if config.spurious != "annotated":  # only LIME needs Ray
-        from orchestrator.explain import connect
-
-        connect(args.address)
-    return run_lgr(
-        config,
-        dataset,
-        out_dir=out_dir,
-        device=args.device,
-        eval_config=eval_config,
-        storage=args.storage or "results",
-        actors=args.actors,
-        workers=args.workers,
-        gpus_per_worker=args.gpus_per_worker,
-        data_dir=args.data_dir,
-    )
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    eval_config = _eval_config(args)
-    _check_device(args.device)
+    eval_config = EvalConfig(**given(args, EvalConfig, exclude=("seed",)), seed=args.seed)
+    settings = RunSettings(**given(args, RunSettings))
+    _check_device(settings.device)
     states = []
     for path in args.checkpoint:  # read all first: a bad path fails before any attack runs
         try:
@@ -521,18 +237,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"--checkpoint: {error}") from error
     results: list[tuple[str, EvalResult]] = []
     datasets: dict[str, object] = {}
-    for path, state in zip(args.checkpoint, states, strict=False):
+    for path, state in zip(args.checkpoint, states, strict=True):
         name = args.dataset or state["meta"]["dataset"]
         if name not in datasets:
-            datasets[name] = _load_data(name, args)
+            datasets[name] = _load_data(name, settings)
         dataset = datasets[name]
         try:
             check_fits(state["meta"], dataset)
             model = restore_model(state)
         except CheckpointError as error:
             raise UsageError(f"--checkpoint: {path}: {error}") from error
-        train_eps = state["meta"]["config"].get("attack_eps")
-        result = evaluate_split(model, dataset, eval_config, train_eps, args.device)
+        recorded = state["meta"]["config"]
+        train_eps = recorded.get("attack_eps") or recorded.get("monitor_eps")
+        result = evaluate_split(model, dataset, eval_config, train_eps, settings.device)
         write_json(
             path.with_name(path.stem + ".eval.json"),
             {"checkpoint": str(path), "dataset": dataset.name, **result.to_dict()},
@@ -542,32 +259,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_device(name: str) -> None:
+    try:
+        resolve_device(name)
+    except (ValueError, RuntimeError) as error:
+        raise ConfigError("device", str(error).splitlines()[0]) from error
+
+
+def _load_data(name: str, settings: RunSettings):
+    return load_dataset(name, data_dir=settings.data_dir, download=settings.download)
+
+
 def _explain(args: argparse.Namespace) -> int:
     from orchestrator.explain import connect, explain_split
 
-    settings = _lime_settings(args)
+    lime = _lime_settings(args)
+    settings = RunSettings(**given(args, RunSettings))
     _check_explain_flags(args)
     try:
         state = read_checkpoint(args.checkpoint)
     except CheckpointError as error:
         raise UsageError(f"--checkpoint: {error}") from error
-    dataset = _load_data(args.dataset or state["meta"]["dataset"], args)
+    dataset = _load_data(args.dataset or state["meta"]["dataset"], settings)
     try:
         check_fits(state["meta"], dataset)
     except CheckpointError as error:
         raise UsageError(f"--checkpoint: {args.checkpoint}: {error}") from error
-    connect(args.address)
+    connect(settings.address)
     report = explain_split(
         str(args.checkpoint),
         dataset,
         split=args.split,
-        settings=settings,
+        settings=lime,
         limit=args.limit,
-        actors=args.actors,
+        actors=settings.actors,
         cpus_per_actor=args.cpus_per_actor,
         gpus_per_actor=args.gpus_per_actor,
         chunk=args.chunk,
-        storage=args.storage,
+        storage=settings.storage,
     )
     print(
         f"explained {report.computed} images ({report.reused} already in the store) "
@@ -576,7 +305,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
     print(f"mask store: {report.store}")
     if args.png is not None:
-        written = _write_overlays(args, dataset, MaskStore(args.storage, report.key))
+        written = _write_overlays(args, dataset, MaskStore(settings.storage, report.key))
         print(
             f"overlays: {len(written)} PNG files in {args.png}; "
             f"tensorboard --logdir {Path(report.store) / '_tensorboard'}"
@@ -597,8 +326,6 @@ def _lime_settings(args: argparse.Namespace) -> LimeSettings:
 
 
 def _check_explain_flags(args: argparse.Namespace) -> None:
-    if args.actors < 1:
-        raise ConfigError("actors", f"must be >= 1, got {args.actors}")
     if args.cpus_per_actor <= 0:
         raise ConfigError("cpus_per_actor", f"must be > 0, got {args.cpus_per_actor:g}")
     if args.gpus_per_actor < 0:
@@ -685,9 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as error:
-        print(f"{prog}: error: {_flag(error.field)}: {error.message}", file=sys.stderr)
+        print(f"{prog}: error: {flag_name(error.field)}: {error.message}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as error:
+    except (UsageError, DataNotFoundError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteLossError as error:

@@ -1,203 +1,302 @@
-"""Run configuration: CLI flags (and, later, spec files) -> frozen, validated dataclasses.
+"""Run configuration: flags, spec files and notebooks -> frozen, validated dataclasses.
 
-Raw dicts stop here. A bad value raises ``ConfigError`` naming the field and what is
-allowed, before any data is read or any Ray work starts.
+Raw dicts stop here. ``TrainConfig`` is what is trained (the same for ``limelight
+train``, a Ray job and a Tune trial); ``RunSettings`` is where and on what it runs;
+``EvalConfig`` is how the result is attacked. A bad value raises ``ConfigError``
+naming the field and what is allowed, before any data is read or Ray work starts.
+Each field's default, range, choices and help are declared once (``option``); the
+CLI derives its flags from them (``orchestrator.flags``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from methods.attacks import ATTACKS
-from methods.data import ANNOTATED_DATASETS, DATASETS
-from methods.loop import LoopConfig
+from methods.data import DATASETS
 from methods.models import MODELS, default_model
-from methods.training import METHODS
+from methods.options import ConfigError, Options, option, validate
+from methods.training import METHODS, TrainingMethod, method_class
+from methods.training._options import EPS_SCALE
 
-__all__ = ["ConfigError", "EvalConfig", "TrainConfig"]
+__all__ = [
+    "ConfigError",
+    "EvalConfig",
+    "RunSettings",
+    "TrainConfig",
+    "in_ray_job",
+    "is_uri",
+]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
-TRAINING_ATTACKS = ("pgd", "fgsm_rs")
-SPURIOUS = ("low_relevance", "high_relevance", "annotated")
+#: Where results go when neither --storage nor LIMELIGHT_STORAGE says.
+DEFAULT_STORAGE = "results"
+STORAGE_ENV = "LIMELIGHT_STORAGE"
 
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed. ``field`` names it (snake_case)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def _choice(field: str, value: str, valid: Any) -> None:
-    if value not in valid:
-        raise ConfigError(field, f"unknown value {value!r}; valid: {', '.join(valid)}")
-
-
-def _at_least(field: str, value: float, low: float) -> None:
-    if value < low:
-        raise ConfigError(field, f"must be >= {low:g}, got {value:g}")
-
-
-def _eps(field: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(
-            field, f"must lie in [0, 1] (L-inf on the [0,1] pixel scale), got {value:g}"
-        )
+#: Why a method refuses an option it does not have, where a hint helps more than the list.
+_MISPLACED_HINTS = {
+    "attack_eps": "it trains without an attack; the evaluation eps grid is --eps, "
+    "the per-epoch robust accuracy's eps is --monitor-eps",
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``model`` and ``attack_eps`` default per data set when None."""
+    """One training run: the fields every method shares, then the method's own
+    ``options`` (``method.Options``). Build from flat values with ``TrainConfig.create``
+    (``TrainConfig.create(method="sgt", mask_ratio=0.3)``); ``to_dict`` gives them back.
+    """
 
-    method: str = "erm"
-    dataset: str = "digits"
-    model: str | None = None
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    attack_eps: float | None = None
-    training_attack: str = "pgd"
-    attack_steps: int = 10
-    seed: int = 0
-    # SGT / ASGT: fraction of pixels masked; LGR: fraction of superpixels flagged.
-    mask_ratio: float | None = None  # None: the method's default (SGT/ASGT 0.5, LGR 0.2)
-    reg_weight: float | None = None  # None: the method's default (1.0)
-    # LGR only
-    rounds: int = 2
-    spurious: str = "low_relevance"
-    explain_fraction: float = 1.0  # share of the training set explained each round
-    lime_samples: int = 1000
-    start_checkpoint: str | None = None  # None: pretrain with ERM first
-    pretrain_epochs: int | None = None  # None: same as epochs
+    method: str = option("erm", help="training method", choices=lambda: tuple(METHODS))
+    dataset: str = option("digits", help="data set (digits is embedded)", choices=DATASETS)
+    model: str | None = option(
+        None,
+        help="model (default per data set: small_cnn for digits, sgt_mnist_cnn for mnist, "
+        "resnet18 for cifar)",
+        choices=lambda: tuple(MODELS),
+    )
+    epochs: int = option(30, help="epochs", low=1)
+    batch_size: int = option(128, help="batch size (global, split across --workers)", low=1)
+    optimizer: str = option("sgd", help="sgd (Nesterov) or adam (AdamW)", choices=OPTIMIZERS)
+    lr: float = option(0.05, help="peak learning rate", low=0.0, open_low=True)
+    momentum: float = option(0.9, help="SGD momentum", low=0.0, high=1.0, open_high=True)
+    weight_decay: float = option(5e-4, help="weight decay", low=0.0)
+    schedule: str = option(
+        "cosine", help="learning-rate schedule, stepped per batch", choices=SCHEDULES
+    )
+    seed: int = option(0, help="random seed", low=0)
+    monitor_eps: float | None = option(
+        None,
+        help="eps of the per-epoch PGD-10 accuracy on test images (default: the training "
+        "attack's eps, else the data set's)",
+        low=0.0,
+        high=1.0,
+        note=EPS_SCALE,
+    )
+    monitor_every: int | None = option(
+        None,
+        help="per-epoch robust accuracy every N epochs and at the last (default: about "
+        "10 points a run; a PGD-10 pass costs about an ERM epoch on digits)",
+        low=1,
+    )
+    options: Options = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        _choice("method", self.method, METHODS)
-        _choice("dataset", self.dataset, DATASETS)
-        if self.model is not None:
-            _choice("model", self.model, MODELS)
-        _at_least("epochs", self.epochs, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.lr > 0:
-            raise ConfigError("lr", f"must be > 0, got {self.lr:g}")
-        _at_least("weight_decay", self.weight_decay, 0)
-        _choice("schedule", self.schedule, SCHEDULES)
-        if self.attack_eps is not None:
-            _eps("attack_eps", self.attack_eps)
-        _choice("training_attack", self.training_attack, TRAINING_ATTACKS)
-        _at_least("attack_steps", self.attack_steps, 1)
-        _at_least("seed", self.seed, 0)
-        if self.mask_ratio is not None and not 0.0 < self.mask_ratio < 1.0:
-            raise ConfigError("mask_ratio", f"must lie in (0, 1), got {self.mask_ratio:g}")
-        if self.reg_weight is not None:
-            _at_least("reg_weight", self.reg_weight, 0)
-        _at_least("rounds", self.rounds, 1)
-        _choice("spurious", self.spurious, SPURIOUS)
-        if not 0.0 < self.explain_fraction <= 1.0:
+        validate(self)
+        cls = self.method_class
+        if self.options is None:
+            object.__setattr__(self, "options", cls.Options())
+        elif type(self.options) is not cls.Options:
             raise ConfigError(
-                "explain_fraction", f"must lie in (0, 1], got {self.explain_fraction:g}"
+                "options",
+                f"{self.method} takes {cls.Options.__name__}, got {type(self.options).__name__}",
             )
-        _at_least("lime_samples", self.lime_samples, 2)
-        if self.pretrain_epochs is not None:
-            _at_least("pretrain_epochs", self.pretrain_epochs, 0)
-        if self.method == "lgr":
-            self._check_lgr()
 
-    def _check_lgr(self) -> None:
-        if self.spurious == "annotated" and self.dataset not in ANNOTATED_DATASETS:
-            raise ConfigError(
-                "spurious",
-                f"'annotated' needs a data set with ground-truth masks "
-                f"({', '.join(ANNOTATED_DATASETS)}); {self.dataset} has none",
-            )
-        if self.start_checkpoint is None and self.pretrain_epochs == 0:
-            raise ConfigError(
-                "start_checkpoint",
-                "lgr needs a starting model: give --start-checkpoint, or --pretrain-epochs >= 1",
-            )
+    # ------------------------------------------------------------------ flat form
+
+    @classmethod
+    def create(cls, **values: Any) -> TrainConfig:
+        """From flat values: shared fields and the method's options side by side."""
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Strict: an unknown key, or an option of another method, names the key."""
+        shared = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        method = values.get("method", "erm")
+        method_cls = method_class(method)
+        own = method_cls.Options.field_names()
+        for key in values:
+            if key not in shared and key not in own:
+                raise ConfigError(key, _refusal(key, method, shared))
+        options = method_cls.Options(**{k: v for k, v in values.items() if k in own})
+        return cls(**{k: v for k, v in values.items() if k in shared}, options=options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat: the shared fields, then the method's options (no ``options`` key)."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del flat["options"]
+        return {**flat, **dataclasses.asdict(self.options)}
+
+    # ------------------------------------------------------------------ resolution
+
+    @property
+    def method_class(self) -> type[TrainingMethod]:
+        return method_class(self.method)
 
     @property
     def model_name(self) -> str:
         return self.model or default_model(self.dataset)
 
+    @property
+    def attack_eps(self) -> float | None:
+        """The training attack's eps; None for methods without one (or not resolved)."""
+        return getattr(self.options, "attack_eps", None)
+
     def resolved(self, default_eps: float) -> TrainConfig:
-        """This config with the per-data-set defaults filled in."""
-        eps = default_eps if self.attack_eps is None else self.attack_eps
-        return dataclasses.replace(self, model=self.model_name, attack_eps=eps)
-
-    def loop_config(self, monitor_eps: float | None) -> LoopConfig:
-        return LoopConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            seed=self.seed,
-            monitor_eps=monitor_eps,
+        """This config with every per-data-set and per-method default filled in, so that
+        config.json, checkpoints and leaderboard rows record the values actually used."""
+        options = self.options.resolved(default_eps=default_eps, epochs=self.epochs)
+        train_eps = getattr(options, "attack_eps", None)
+        monitor = self.monitor_eps
+        if monitor is None:
+            monitor = train_eps if train_eps else default_eps
+        every = self.monitor_every or max(1, self.epochs // 10)
+        return dataclasses.replace(
+            self,
+            model=self.model_name,
+            monitor_eps=monitor,
+            monitor_every=every,
+            options=options,
         )
-
-    def method_options(self) -> dict[str, Any]:
-        return {
-            "attack_eps": self.attack_eps,
-            "training_attack": self.training_attack,
-            "attack_steps": self.attack_steps,
-            "mask_ratio": self.mask_ratio,
-            "reg_weight": self.reg_weight,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def differences(self, other: TrainConfig, ignore: tuple[str, ...] = ("epochs",)) -> list[str]:
         """Fields that differ, as ``name: this != other`` (for resume checks)."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [
-            f"{k}: {mine[k]!r} != {theirs[k]!r}"
-            for k in mine
-            if k not in ignore and mine[k] != theirs[k]
+            f"{k}: {mine.get(k)!r} != {theirs.get(k)!r}"
+            for k in {**mine, **theirs}
+            if k not in ignore and mine.get(k) != theirs.get(k)
         ]
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Strict: an unknown key is an error, like a typo in a spec file."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown key; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+
+def _refusal(key: str, method: str, shared: set[str]) -> str:
+    users = [name for name, cls in METHODS.items() if key in cls.Options.field_names()]
+    if not users:
+        valid = sorted(shared | set(method_class(method).Options.field_names()))
+        return f"unknown key; valid for {method}: {', '.join(valid)}"
+    hint = _MISPLACED_HINTS.get(key, f"only {', '.join(users)} use it")
+    return f"not used by --method {method}: {hint}"
+
+
+def option_fields() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """Every method option by name, with the methods that declare it (for the CLI)."""
+    fields: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name, cls in METHODS.items():
+        for f in dataclasses.fields(cls.Options):
+            fields.setdefault(f.name, []).append((name, f))
+    return fields
+
+
+# ----------------------------------------------------------------------------- where it runs
+
+
+def is_uri(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def in_ray_job() -> bool:
+    """True inside the entrypoint of ``ray job submit`` (Ray's job supervisor sets this
+    variable for the driver it starts)."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Where a run writes, what it runs on, where its data lives. Changing these never
+    changes what is trained, so a rerun with other settings resumes the same run."""
+
+    storage: str | None = option(
+        None,
+        help="results root: the run directory, Ray Train storage and the LIME mask store "
+        f"go under it (default: ${STORAGE_ENV}, else ./{DEFAULT_STORAGE})",
+        metavar="ROOT",
+    )
+    out: str | None = option(
+        None,
+        help="run directory, relative to --storage (default: train/DATASET-METHOD-seedSEED)",
+        metavar="DIR",
+    )
+    device: str = option("auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    workers: int = option(1, help="Ray Train workers (DDP); 1 trains inline without Ray", low=1)
+    gpus_per_worker: float = option(
+        0.0, help="GPU share per Train worker; > 0 also uses Ray Train", low=0.0
+    )
+    actors: int = option(2, help="Ray actors explaining with LIME (lgr)", low=1)
+    address: str | None = option(
+        None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)"
+    )
+    data_dir: str = option("data", help="where mnist/cifar10/cifar100/cifar10c live", metavar="DIR")
+    download: bool = option(False, help="download mnist/cifar10/cifar100 if missing")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.storage is None:
+            object.__setattr__(self, "storage", os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+        _check_device(self.device)
+        if in_ray_job() and not is_uri(self.storage) and not Path(self.storage).is_absolute():
+            raise ConfigError(
+                "storage",
+                f"{self.storage!r} is relative, and a Ray job runs in a temporary copy of "
+                "--working-dir that Ray deletes: give an absolute path or a URI "
+                f"(--storage or {STORAGE_ENV})",
+            )
+
+    @property
+    def distributed(self) -> bool:
+        """Whether training runs on a Ray Train ``TorchTrainer``."""
+        return self.workers > 1 or self.gpus_per_worker > 0
+
+    def check_fits(self, config: TrainConfig) -> None:
+        """Settings that must agree with the config."""
+        if config.batch_size % self.workers:
+            raise ConfigError(
+                "batch_size",
+                f"{config.batch_size} must be a multiple of --workers ({self.workers}): "
+                "each worker takes an equal shard of every batch",
+            )
+
+    def run_dir(self, config: TrainConfig) -> Path:
+        """The run directory: ``out`` (default by data set, method, seed) under the root."""
+        if is_uri(self.storage):
+            raise ConfigError(
+                "storage",
+                f"{self.storage} is a URI; limelight train writes its run directory "
+                "(checkpoint.pt, tensorboard/) to a local or shared file system path; "
+                "URI roots serve limelight explain's mask store",
+            )
+        out = self.out or f"train/{config.dataset}-{config.method}-seed{config.seed}"
+        return Path(self.storage) / out
+
+
+def _check_device(name: str) -> None:
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return
+    raise ConfigError("device", f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+# ----------------------------------------------------------------------------- evaluation
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """Evaluation settings: attacks at each eps of the grid."""
 
-    eps: tuple[float, ...] | None = None  # None: the data set's grid
-    attacks: tuple[str, ...] = ("fgsm", "pgd")
-    pgd_steps: int = 20
-    pgd_restarts: int = 1
-    limit: int | None = None
-    batch_size: int = 256
-    seed: int = 0
+    eps: tuple[float, ...] | None = option(
+        None,
+        help="evaluation eps grid (default: the data set's grid plus the training eps)",
+        low=0.0,
+        high=1.0,
+        note=EPS_SCALE,
+        metavar="E[,E...]",
+    )
+    attacks: tuple[str, ...] = option(
+        ("fgsm", "pgd"), help="attacks to run at each eps", choices=ATTACKS, metavar="A[,A...]"
+    )
+    pgd_steps: int = option(20, help="PGD steps", low=1)
+    pgd_restarts: int = option(1, help="PGD restarts", low=1)
+    limit: int | None = option(
+        None, help="evaluate on the first N test images only", low=1, metavar="N"
+    )
+    batch_size: int = option(256, help="evaluation batch size", low=1, flag=False)
+    seed: int = option(0, help="seed of the attacks' random starts", low=0, flag=False)
 
     def __post_init__(self) -> None:
-        for value in self.eps or ():
-            _eps("eps", value)
+        validate(self)
         if not self.attacks:
             raise ConfigError("attacks", f"name at least one; valid: {', '.join(ATTACKS)}")
-        for name in self.attacks:
-            _choice("attacks", name, ATTACKS)
-        _at_least("pgd_steps", self.pgd_steps, 1)
-        _at_least("pgd_restarts", self.pgd_restarts, 1)
-        if self.limit is not None:
-            _at_least("limit", self.limit, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("seed", self.seed, 0)

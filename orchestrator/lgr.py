@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -18,28 +17,36 @@ import torch
 
 from methods.data import Dataset
 from methods.lime import LimeExplainer, LimeSettings
-from orchestrator.checkpoints import (
-    CheckpointError,
-    check_fits,
-    read_checkpoint,
-    restore_model,
-)
-from orchestrator.config import ConfigError, EvalConfig, TrainConfig
+from methods.loop import EpochMetrics, save_checkpoint
+from methods.training.lgr import LGROptions
+from orchestrator.checkpoints import checkpoint_meta, read_checkpoint, restore_model
+from orchestrator.config import EvalConfig, RunSettings, TrainConfig
 from orchestrator.store import MaskStore
-from orchestrator.train import CHECKPOINT_NAME, TrainOutcome, evaluate_split, write_json
+from orchestrator.train import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    OnEpoch,
+    RunResult,
+    evaluate_split,
+    train_job,
+    write_json,
+)
 
-__all__ = ["DEFAULT_FLAG_RATIO", "check_start_checkpoint", "flag_masks", "run_lgr"]
+__all__ = ["flag_masks", "run_lgr"]
 
 log = logging.getLogger(__name__)
 
-#: Share of superpixels flagged per image when --mask-ratio is not given.
-DEFAULT_FLAG_RATIO = 0.2
-#: Refinement rounds run at this fraction of --lr (see _refine_config).
+#: Refinement rounds run at this fraction of --lr (see _round_config).
 REFINE_LR_SCALE = 0.2
 #: The light evaluation after each round (the full one runs after the last).
 ROUND_EVAL = EvalConfig(attacks=("pgd",), pgd_steps=10, limit=512)
 #: Test images whose LIME overlays go to TensorBoard each round.
 OVERLAY_IMAGES = 4
+
+
+def _lgr(config: TrainConfig) -> LGROptions:
+    assert isinstance(config.options, LGROptions), config.method
+    return config.options
 
 
 def flag_masks(
@@ -51,13 +58,14 @@ def flag_masks(
     first ``explain_fraction`` of the training set and flag from the weights (images
     left unexplained get an empty mask: no penalty, no masking).
     """
+    options = _lgr(config)
     train = dataset.train
-    if config.spurious == "annotated":
+    if options.spurious == "annotated":
         return train.masks.clone()
     from orchestrator.explain import explain_split
 
-    limit = max(1, round(config.explain_fraction * len(train)))
-    settings = LimeSettings(num_samples=config.lime_samples, seed=config.seed)
+    limit = max(1, round(options.explain_fraction * len(train)))
+    settings = LimeSettings(num_samples=options.lime_samples, seed=config.seed)
     report = explain_split(
         str(checkpoint),
         dataset,
@@ -73,41 +81,32 @@ def flag_masks(
         report.reused,
         report.images_per_s,
     )
-    ratio = config.mask_ratio or DEFAULT_FLAG_RATIO
     masks = torch.zeros(len(train), 1, *dataset.input_shape[1:], dtype=torch.bool)
-    for index, mask in MaskStore(storage, report.key).masks(config.spurious, ratio).items():
+    store = MaskStore(storage, report.key)
+    for index, mask in store.masks(options.spurious, options.mask_ratio).items():
         if index < limit:
             masks[index, 0] = torch.from_numpy(mask)
     return masks
 
 
 def _starting_checkpoint(
-    config: TrainConfig, dataset: Dataset, out_dir: Path, **job: object
+    config: TrainConfig, dataset: Dataset, run_dir: Path, settings: RunSettings
 ) -> Path:
-    if config.start_checkpoint is not None:
-        path = Path(config.start_checkpoint)
-        check_fits(read_checkpoint(path)["meta"], dataset)
-        return path
-    from orchestrator.train import run_training
-
+    options = _lgr(config)
+    if options.start_checkpoint is not None:
+        return Path(options.start_checkpoint)
     pretrain = dataclasses.replace(
-        config,
-        method="erm",
-        epochs=config.pretrain_epochs or config.epochs,
-        start_checkpoint=None,
-        pretrain_epochs=None,
-    )
-    outcome = run_training(
-        pretrain, dataset, out_dir=out_dir / "pretrain", eval_config=ROUND_EVAL, **job
-    )
-    return outcome.checkpoint
+        config, method="erm", epochs=options.pretrain_epochs, options=None
+    ).resolved(dataset.default_eps)
+    result = train_job(pretrain, dataset, run_dir / "pretrain", settings, eval_config=ROUND_EVAL)
+    return result.checkpoint
 
 
 def _write_overlays(writer, model, dataset: Dataset, config: TrainConfig, round_: int) -> None:
     from orchestrator.plots import explanation_figure
 
     images, labels = dataset.test.tensors(slice(0, OVERLAY_IMAGES))
-    settings = LimeSettings(num_samples=config.lime_samples, seed=config.seed)
+    settings = LimeSettings(num_samples=_lgr(config).lime_samples, seed=config.seed)
     explanations = LimeExplainer(model).explain(images, labels, settings)
     for i, explanation in enumerate(explanations):
         figure = explanation_figure(images[i].numpy(), explanation, title=f"round {round_}")
@@ -117,67 +116,84 @@ def _write_overlays(writer, model, dataset: Dataset, config: TrainConfig, round_
 def run_lgr(
     config: TrainConfig,
     dataset: Dataset,
+    run_dir: Path,
+    settings: RunSettings,
     *,
-    out_dir: Path,
-    device: str = "auto",
-    eval_config: EvalConfig | None = None,
-    storage: str = "results",
-    actors: int = 2,
-    workers: int = 1,
-    gpus_per_worker: float = 0,
-    data_dir: str | Path | None = None,
-) -> TrainOutcome:
-    """Run ``config.rounds`` of LIME-guided refinement; returns the final evaluation.
+    eval_config: EvalConfig,
+    on_epoch: OnEpoch | None = None,
+) -> RunResult:
+    """Run the rounds of LIME-guided refinement for the resolved ``config``.
 
-    Each round is one training job (``run_training``: inline, or a TorchTrainer with
-    ``workers``) that starts from the previous round's weights with the round's masks.
-    ``out_dir`` gets ``pretrain/`` (when no start checkpoint), ``round<k>/`` per round,
-    ``checkpoint.pt`` (the last round), ``tensorboard/`` (per-round metrics and LIME
-    overlays of fixed test images) and ``config.json`` / ``eval.json``.
+    Each round is one training job (``train_job`` with the same ``settings``: inline,
+    or a TorchTrainer with ``settings.workers``) that starts from the previous round's
+    weights with the round's masks. ``run_dir`` gets ``pretrain/`` (when no start
+    checkpoint), ``round<k>/`` per round, ``checkpoint.pt`` (the last round's model,
+    recorded with this LGR config), ``tensorboard/`` (per-round metrics and LIME
+    overlays of fixed test images) and ``config.json`` / ``eval.json``. Run again, a
+    finished run reports its results again and an interrupted one continues from its
+    last finished epoch. ``on_epoch`` sees every refinement epoch, numbered across rounds.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from orchestrator.train import run_training
-
     started = time.perf_counter()
-    config = config.resolved(dataset.default_eps)
-    eval_config = eval_config or EvalConfig()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "config.json", config.to_dict())
-    job = {
-        "device": device,
-        "workers": workers,
-        "gpus_per_worker": gpus_per_worker,
-        "data_dir": data_dir,
-    }
-    current = _starting_checkpoint(config, dataset, out_dir, **job)
-    history = []
-    with SummaryWriter(str(out_dir / "tensorboard")) as writer:
-        for round_ in range(1, config.rounds + 1):
-            masks = flag_masks(config, dataset, current, storage=storage, actors=actors)
-            outcome = run_training(
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_NAME, config.to_dict())
+    if _lgr(config).spurious != "annotated":  # only LIME needs Ray
+        from orchestrator.ray_setup import connect
+
+        connect(settings.address)
+    current = _starting_checkpoint(config, dataset, run_dir, settings)
+    history: list[EpochMetrics] = []
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        for round_ in range(1, _lgr(config).rounds + 1):
+            masks = flag_masks(
+                config, dataset, current, storage=settings.storage, actors=settings.actors
+            )
+            result = train_job(
                 _round_config(config),
                 dataset,
-                out_dir=out_dir / f"round{round_}",
+                run_dir / f"round{round_}",
+                settings,
                 eval_config=ROUND_EVAL,
+                on_epoch=_numbered(on_epoch, offset=len(history)),
                 masks=masks,
                 init_weights=read_checkpoint(current)["model"],
-                **job,
             )
-            history += outcome.history
-            current = outcome.checkpoint
-            _log_round(writer, outcome.history[-1], masks.float().mean().item(), round_)
+            history += [
+                dataclasses.replace(m, epoch=len(history) + i)
+                for i, m in enumerate(result.history, start=1)
+            ]
+            current = result.checkpoint
+            _log_round(writer, result.history[-1], masks.float().mean().item(), round_)
             model = restore_model(read_checkpoint(current))
             _write_overlays(writer, model, dataset, config, round_)
-    shutil.copyfile(current, out_dir / CHECKPOINT_NAME)
-    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, device)
-    write_json(
-        out_dir / "eval.json",
-        {"checkpoint": str(out_dir / CHECKPOINT_NAME), **evaluation.to_dict()},
+    final = run_dir / CHECKPOINT_NAME
+    _save_as_lgr(current, final, config, dataset)
+    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, settings.device)
+    write_json(run_dir / "eval.json", {"checkpoint": str(final), **evaluation.to_dict()})
+    return RunResult(
+        config=config,
+        history=history,
+        evaluation=evaluation,
+        checkpoint=final,
+        logdir=run_dir / "tensorboard",
+        wall_s=time.perf_counter() - started,
     )
-    return TrainOutcome(
-        config, out_dir / CHECKPOINT_NAME, history, evaluation, time.perf_counter() - started
-    )
+
+
+def _numbered(on_epoch: OnEpoch | None, offset: int) -> OnEpoch | None:
+    if on_epoch is None:
+        return None
+    return lambda metrics: on_epoch(dataclasses.replace(metrics, epoch=offset + metrics.epoch))
+
+
+def _save_as_lgr(round_checkpoint: Path, final: Path, config: TrainConfig, dataset) -> None:
+    """The last round's model, recorded with the LGR config that produced it (the round
+    records its own lowered lr), so ``limelight evaluate`` and resume checks see the run
+    the user asked for."""
+    state = read_checkpoint(round_checkpoint)
+    state["meta"] = checkpoint_meta(dataset, config.model_name, config.to_dict())
+    save_checkpoint(final, {k: v for k, v in state.items() if k != "format"})
 
 
 def _round_config(config: TrainConfig) -> TrainConfig:
@@ -202,12 +218,3 @@ def _log_round(writer, metrics, flagged: float, round_: int) -> None:
         writer.add_scalar("lgr/test_clean", metrics.test_acc, round_)
     if metrics.test_robust_acc is not None:
         writer.add_scalar("lgr/test_pgd", metrics.test_robust_acc, round_)
-
-
-def check_start_checkpoint(config: TrainConfig) -> None:
-    """Fail fast (before Ray or training) on an unreadable start checkpoint."""
-    if config.start_checkpoint is not None:
-        try:
-            read_checkpoint(config.start_checkpoint)
-        except CheckpointError as error:
-            raise ConfigError("start_checkpoint", str(error)) from error

@@ -11,13 +11,13 @@ last reported checkpoint (``FailureConfig(max_failures=MAX_FAILURES)``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,67 +27,82 @@ import torch
 from methods.attacks import model_mode
 from methods.data import Dataset, ImageSplit, load_dataset
 from methods.evaluate import EvalResult, evaluate
-from methods.loop import EpochMetrics, fit, resolve_device
+from methods.loop import EpochMetrics, LoopConfig, fit, resolve_device
 from methods.models import build_model
-from methods.training import TrainingMethod, build_method
+from methods.training import TrainingMethod
 from orchestrator.checkpoints import (
     CheckpointError,
     checkpoint_meta,
     read_checkpoint,
     restore_model,
 )
-from orchestrator.config import ConfigError, EvalConfig, TrainConfig
+from orchestrator.config import ConfigError, EvalConfig, RunSettings, TrainConfig
 
 __all__ = [
-    "TrainOutcome",
+    "RunResult",
     "check_resumable",
-    "default_out_dir",
     "eval_grid",
-    "run_training",
+    "evaluate_split",
+    "train_job",
     "train_worker",
 ]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.json"
+
+#: Called on the calling side with each finished epoch's metrics.
+OnEpoch = Callable[[EpochMetrics], None]
 
 
 @dataclass(frozen=True)
-class TrainOutcome:
-    config: TrainConfig  # resolved: model and attack_eps filled in
-    checkpoint: Path
+class RunResult:
+    """What a run produced. ``config`` is resolved: every default it ran with filled in."""
+
+    config: TrainConfig
     history: list[EpochMetrics]
     evaluation: EvalResult
+    checkpoint: Path
+    logdir: Path
     wall_s: float
 
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.parent
 
-def default_out_dir(config: TrainConfig) -> Path:
-    return Path("results") / "train" / f"{config.dataset}-{config.method}-seed{config.seed}"
 
-
-def check_resumable(out_dir: Path, config: TrainConfig) -> None:
-    """A run directory may be resumed only by the same config (more epochs allowed).
-
-    Called before any data is loaded, so a clash exits at once with the field named.
-    """
-    checkpoint = out_dir / CHECKPOINT_NAME
-    if not checkpoint.exists():
+def check_resumable(run_dir: Path, config: TrainConfig) -> None:
+    """A run directory may be resumed only by the same resolved config (more epochs
+    allowed). It records its config in ``config.json`` when it starts; older run
+    directories only in the checkpoint."""
+    recorded = _recorded_config(run_dir)
+    if recorded is None:
         return
     try:
-        state = read_checkpoint(checkpoint)
-    except CheckpointError as error:
-        raise ConfigError("out", f"{error}; delete it or choose another --out") from error
-    saved = TrainConfig.from_dict(state["meta"]["config"])
-    # Unset defaults (model, attack_eps) match whatever the saved run resolved them to.
-    eps = saved.attack_eps if config.attack_eps is None else config.attack_eps
-    ours = dataclasses.replace(config, model=config.model_name, attack_eps=eps)
-    differences = ours.differences(saved)
+        saved = TrainConfig.from_dict(recorded)
+    except ConfigError as error:
+        raise ConfigError(
+            "out", f"{run_dir} holds a run this version cannot read ({error}); choose another --out"
+        ) from error
+    differences = config.differences(saved)
     if differences:
         raise ConfigError(
             "out",
-            f"{out_dir} holds a run with other settings ({'; '.join(differences)}); "
+            f"{run_dir} holds a run with other settings ({'; '.join(sorted(differences))}); "
             "choose another --out to start a new run",
         )
+
+
+def _recorded_config(run_dir: Path) -> dict[str, Any] | None:
+    if (run_dir / CONFIG_NAME).exists():
+        return json.loads((run_dir / CONFIG_NAME).read_text())
+    if (run_dir / CHECKPOINT_NAME).exists():
+        try:
+            return read_checkpoint(run_dir / CHECKPOINT_NAME)["meta"]["config"]
+        except CheckpointError as error:
+            raise ConfigError("out", f"{error}; delete it or choose another --out") from error
+    return None
 
 
 def eval_grid(dataset: Dataset, attack_eps: float, requested: tuple[float, ...] | None) -> tuple:
@@ -97,102 +112,114 @@ def eval_grid(dataset: Dataset, attack_eps: float, requested: tuple[float, ...] 
     return tuple(sorted({*dataset.eval_eps, attack_eps} - {0.0}))
 
 
-def run_training(
+def train_job(
     config: TrainConfig,
     dataset: Dataset,
+    run_dir: Path,
+    settings: RunSettings,
     *,
-    out_dir: Path,
-    device: str = "auto",
-    eval_config: EvalConfig | None = None,
-    workers: int = 1,
-    gpus_per_worker: float = 0,
-    storage: str | None = None,
-    address: str | None = None,
-    data_dir: str | Path | None = None,
-    download: bool = False,
+    eval_config: EvalConfig,
+    on_epoch: OnEpoch | None = None,
     masks: torch.Tensor | None = None,
     init_weights: dict[str, torch.Tensor] | None = None,
-) -> TrainOutcome:
-    """Train ``config`` on ``dataset``, checkpointing to ``out_dir``, then evaluate.
+) -> RunResult:
+    """Train the resolved ``config`` on ``dataset`` in ``run_dir``, then evaluate.
 
-    ``out_dir`` receives ``checkpoint.pt`` (resumed if present), ``tensorboard/``,
+    ``run_dir`` receives ``checkpoint.pt`` (resumed if present), ``tensorboard/``,
     ``config.json`` and ``eval.json``. One worker without GPUs trains inline (no Ray);
-    otherwise a ``TorchTrainer`` with ``workers`` DDP workers trains and the driver
-    evaluates the final checkpoint.
+    otherwise a ``TorchTrainer`` with ``settings.workers`` DDP workers trains (its Ray
+    Train storage is ``run_dir/ray``) and the driver evaluates the final checkpoint.
 
     Args:
-        device: where the inline run trains and the final evaluation runs.
-        workers: Train workers (DDP ranks); ``config.batch_size`` must divide evenly.
-        gpus_per_worker: GPUs per worker (fractions pack workers onto one GPU).
-        storage: Ray Train storage (a folder or a pyarrow URI such as ``s3://``);
-            default ``out_dir/ray``. A rerun with the same ``out_dir`` resumes there.
-        address: Ray cluster to join (``orchestrator.ray_setup.connect``).
-        data_dir, download: how workers load ``dataset.name`` (with ``seed=config.seed``,
-            as the CLI does), since only this plain description travels to them.
         masks: (N, 1, H, W) bool flagged pixels of the training images (LGR); they
             travel to the workers with the job.
         init_weights: a model state dict to start from (an LGR round refines the
-            previous round's model) when ``out_dir`` holds no checkpoint to resume.
+            previous round's model) when ``run_dir`` holds no checkpoint to resume.
 
     Raises:
-        ValueError: ``workers`` or ``gpus_per_worker`` out of range, or a batch size
-            that the workers cannot split evenly.
         RuntimeError: the distributed run failed (one line naming the first error).
     """
     started = time.perf_counter()
-    config = config.resolved(dataset.default_eps)
-    eval_config = eval_config or EvalConfig()
-    _check_scaling(config, workers, gpus_per_worker)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-
-    checkpoint = out_dir / CHECKPOINT_NAME
-    if workers == 1 and not gpus_per_worker:
-        model, history = _fit_inline(config, dataset, out_dir, device, masks, init_weights)
-    else:
-        _fit_distributed(
-            config,
-            dataset,
-            out_dir,
-            workers=workers,
-            gpus_per_worker=gpus_per_worker,
-            storage=storage,
-            address=address,
-            data_dir=data_dir,
-            download=download,
-            masks=masks,
-            init_weights=init_weights,
-        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_NAME, config.to_dict())
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if settings.distributed:
+        _fit_distributed(config, dataset, run_dir, settings, on_epoch, masks, init_weights)
         state = read_checkpoint(checkpoint)
         model = restore_model(state)
         history = [EpochMetrics(**m) for m in state["history"]]
-    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, device)
-    write_json(out_dir / "eval.json", {"checkpoint": str(checkpoint), **evaluation.to_dict()})
-    return TrainOutcome(config, checkpoint, history, evaluation, time.perf_counter() - started)
+    else:
+        model, history = _fit_inline(
+            config, dataset, run_dir, settings.device, on_epoch, masks, init_weights
+        )
+    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, settings.device)
+    write_json(run_dir / "eval.json", {"checkpoint": str(checkpoint), **evaluation.to_dict()})
+    return RunResult(
+        config=config,
+        history=history,
+        evaluation=evaluation,
+        checkpoint=checkpoint,
+        logdir=run_dir / "tensorboard",
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _build(config: TrainConfig) -> TrainingMethod:
+    return config.method_class.from_options(config.options)
+
+
+def _loop_config(config: TrainConfig) -> LoopConfig:
+    return LoopConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimizer=config.optimizer,  # type: ignore[arg-type]
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        schedule=config.schedule,  # type: ignore[arg-type]
+        seed=config.seed,
+        monitor_eps=config.monitor_eps,
+        monitor_every=config.monitor_every,
+    )
+
+
+def _chain(*callbacks: OnEpoch | None) -> OnEpoch | None:
+    present = [c for c in callbacks if c is not None]
+    if not present:
+        return None
+
+    def call_all(metrics: EpochMetrics) -> None:
+        for callback in present:
+            callback(metrics)
+
+    return call_all
 
 
 def _fit_inline(
     config: TrainConfig,
     dataset: Dataset,
-    out_dir: Path,
+    run_dir: Path,
     device: str,
+    on_epoch: OnEpoch | None,
     masks: torch.Tensor | None,
     init_weights: dict[str, torch.Tensor] | None,
 ) -> tuple[torch.nn.Module, list[EpochMetrics]]:
     model = _initial_model(config, dataset, init_weights)
-    method = build_method(config.method, **config.method_options())
-    logdir = out_dir / "tensorboard"
+    method = _build(config)
+    logdir = run_dir / "tensorboard"
     history = fit(
         model,
         method,
         _with_masks(dataset.train, masks),
-        config=config.loop_config(monitor_eps=config.attack_eps),
+        config=_loop_config(config),
         test=dataset.test,
         device=device,
         logdir=logdir,
-        checkpoint=out_dir / CHECKPOINT_NAME,
+        checkpoint=run_dir / CHECKPOINT_NAME,
         meta=checkpoint_meta(dataset, config.model_name, config.to_dict()),
-        on_epoch_end=saliency_logger(method, model, dataset, logdir, config.epochs),
+        on_epoch_end=_chain(
+            saliency_logger(method, model, dataset, logdir, config.epochs), on_epoch
+        ),
     )
     return model, history
 
@@ -210,7 +237,7 @@ def saliency_logger(
 ) -> Callable[[EpochMetrics], None] | None:
     """An ``on_epoch_end`` that draws what a saliency-guided method masks by on fixed
     test images, as a TensorBoard figure; None for methods without saliency."""
-    if not hasattr(method, "saliency"):
+    if not method.draws_saliency:
         return None
     from torch.utils.tensorboard import SummaryWriter
 
@@ -256,20 +283,6 @@ MAX_FAILURES = 2
 KEEP_CHECKPOINTS = 2
 
 
-def _check_scaling(config: TrainConfig, workers: int, gpus_per_worker: float) -> None:
-    # Checked on the driver: inside a worker the same error would be retried MAX_FAILURES
-    # times, each after a worker-group start.
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if gpus_per_worker < 0:
-        raise ValueError(f"gpus_per_worker must be >= 0, got {gpus_per_worker:g}")
-    if config.batch_size % workers:
-        raise ValueError(
-            f"batch_size {config.batch_size} must be a multiple of workers ({workers}): "
-            "every worker takes an equal shard of each global batch"
-        )
-
-
 def _scaling(workers: int, gpus_per_worker: float) -> Any:
     from ray.train import ScalingConfig
 
@@ -286,73 +299,60 @@ def _backend(gpus_per_worker: float) -> str:
     return "nccl" if gpus_per_worker >= 1 else "gloo"
 
 
-def _run_config(out_dir: Path, storage: str | None) -> Any:
+def _run_config(run_dir: Path, callbacks: list[Any]) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
-    out = out_dir.resolve()
-    if storage is None:
-        storage_path, name = str(out / "ray"), "train"
-    else:
-        storage_path = storage if "://" in storage else str(Path(storage).resolve())
-        # One name per out_dir: Train V2 restores a run by (storage, name), so a rerun
-        # resumes, and two out_dirs that share a storage never restore each other.
-        name = f"{out.name}-{hashlib.sha1(str(out).encode()).hexdigest()[:8]}"
+    # Train V2 restores a run by (storage, name): a rerun in the same run directory
+    # resumes, and two run directories never restore each other.
     return RunConfig(
-        name=name,
-        storage_path=storage_path,
+        name="train",
+        storage_path=str(run_dir.resolve() / "ray"),
         failure_config=FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        callbacks=callbacks,
     )
 
 
 def _fit_distributed(
     config: TrainConfig,
     dataset: Dataset,
-    out_dir: Path,
-    *,
-    workers: int,
-    gpus_per_worker: float,
-    storage: str | None,
-    address: str | None,
-    data_dir: str | Path | None,
-    download: bool,
+    run_dir: Path,
+    settings: RunSettings,
+    on_epoch: OnEpoch | None,
     masks: torch.Tensor | None,
     init_weights: dict[str, torch.Tensor] | None,
 ) -> None:
-    """Train on a ``TorchTrainer`` and copy its last checkpoint to ``out_dir``."""
-    import ray.train
+    """Train on a ``TorchTrainer`` and copy its last checkpoint to ``run_dir``."""
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from orchestrator.ray_setup import connect
 
-    connect(address)
-    checkpoint = out_dir / CHECKPOINT_NAME
+    connect(settings.address)
+    checkpoint = run_dir / CHECKPOINT_NAME
     params = {
         "config": config.to_dict(),
         "dataset": dataset.name,
-        "data_dir": None if data_dir is None else str(data_dir),
-        "download": download,
+        "data_dir": settings.data_dir,
+        "download": settings.download,
         "meta": checkpoint_meta(dataset, config.model_name, config.to_dict()),
         # Workers write events and read a checkpoint to resume from at these driver
         # paths: right on one machine or a shared file system. On a cluster without
         # one, events land on rank 0's node and resuming relies on Ray's storage.
-        "logdir": str(out_dir.resolve() / "tensorboard"),
+        "logdir": str(run_dir.resolve() / "tensorboard"),
         "resume": str(checkpoint.resolve()) if checkpoint.exists() else None,
         # Sent with the job (Ray's object store), so workers need no shared disk for them.
         "masks": masks,
         "init_weights": init_weights,
     }
+    relay = _EpochRelay.start() if on_epoch is not None else None
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=params,
-        torch_config=TorchConfig(backend=_backend(gpus_per_worker)),
-        scaling_config=_scaling(workers, gpus_per_worker),
-        run_config=_run_config(out_dir, storage),
+        torch_config=TorchConfig(backend=_backend(settings.gpus_per_worker)),
+        scaling_config=_scaling(settings.workers, settings.gpus_per_worker),
+        run_config=_run_config(run_dir, [relay.callback] if relay else []),
     )
-    try:
-        result = trainer.fit()
-    except ray.train.TrainingFailedError as error:
-        raise RuntimeError(f"distributed training failed: {_one_line(error)}") from error
+    result = _fit_relaying(trainer, relay, on_epoch)
     if result.error is not None:  # fit() raises it today; the Result still carries it
         raise RuntimeError(f"distributed training failed: {_one_line(result.error)}")
     if result.checkpoint is not None:
@@ -362,6 +362,75 @@ def _fit_distributed(
             tmp.replace(checkpoint)
     elif not checkpoint.exists():
         raise RuntimeError("distributed training reported no checkpoint")
+
+
+def _fit_relaying(trainer: Any, relay: _EpochRelay | None, on_epoch: OnEpoch | None) -> Any:
+    """``trainer.fit()``, with each epoch rank 0 reports handed to ``on_epoch`` in the
+    calling thread (where a Tune trial's ``tune.report`` must run) while it trains."""
+    import ray.train
+
+    with ThreadPoolExecutor(1, thread_name_prefix="limelight-fit") as pool:
+        future = pool.submit(trainer.fit)
+        try:
+            while relay is not None and not future.done():
+                relay.deliver(on_epoch, timeout=0.5)
+            if relay is not None:
+                relay.deliver(on_epoch, timeout=0)  # what arrived with the last report
+            return future.result()
+        except ray.train.TrainingFailedError as error:
+            raise RuntimeError(f"distributed training failed: {_one_line(error)}") from error
+        finally:
+            if relay is not None:
+                relay.close()
+
+
+class _EpochRelay:
+    """Carries rank 0's reported epochs from Train's controller (where Train V2 runs its
+    ``UserCallback``s: another process) to the driver, through a Ray queue actor."""
+
+    def __init__(self, queue: Any, callback: Any) -> None:
+        self.queue, self.callback = queue, callback
+
+    @classmethod
+    def start(cls) -> _EpochRelay:
+        from ray.util.queue import Queue
+
+        queue = Queue()
+        return cls(queue, _report_forwarder(queue))
+
+    def deliver(self, on_epoch: OnEpoch | None, timeout: float) -> None:
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                values = self.queue.get(block=timeout > 0, timeout=timeout or None)
+            except Empty:
+                return
+            if on_epoch is not None:
+                on_epoch(_metrics_from_report(values))
+            timeout = 0
+
+    def close(self) -> None:
+        self.queue.shutdown()
+
+
+def _report_forwarder(queue: Any) -> Any:
+    """A Train V2 ``UserCallback`` that puts rank 0's metrics of every report on the
+    queue (built here so that importing this module does not import Ray)."""
+    from ray.train import UserCallback
+
+    class ReportForwarder(UserCallback):
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any):
+            if metrics:
+                queue.put(metrics[0])
+
+    return ReportForwarder()
+
+
+def _metrics_from_report(values: dict[str, Any]) -> EpochMetrics:
+    names = {f.name for f in dataclasses.fields(EpochMetrics)} - {"terms"}
+    terms = {k.removeprefix("terms/"): v for k, v in values.items() if k.startswith("terms/")}
+    return EpochMetrics(**{k: values[k] for k in names}, terms=terms)
 
 
 def train_worker(params: dict[str, Any]) -> None:
@@ -380,7 +449,7 @@ def train_worker(params: dict[str, Any]) -> None:
         seed=config.seed,
     )
     model = _initial_model(config, dataset, params["init_weights"])
-    method = build_method(config.method, **config.method_options())
+    method = _build(config)
     rank = ray.train.get_context().get_world_rank()
     draw = None
     if rank == 0:
@@ -392,7 +461,7 @@ def train_worker(params: dict[str, Any]) -> None:
             model,
             method,
             _with_masks(dataset.train, params["masks"]),
-            config=config.loop_config(monitor_eps=config.attack_eps),
+            config=_loop_config(config),
             test=dataset.test,
             device=ray.train.torch.get_device(),
             logdir=params["logdir"],  # fit writes events on rank 0 only

@@ -17,9 +17,9 @@ import torch
 from methods.data import load_dataset, planted_class
 from methods.data.digits import load_digits_shortcut
 from orchestrator.checkpoints import read_checkpoint, restore_model
-from orchestrator.config import EvalConfig, TrainConfig
+from orchestrator.config import EvalConfig, RunSettings, TrainConfig
 from orchestrator.lgr import run_lgr
-from orchestrator.train import run_training
+from orchestrator.train import train_job
 
 EVAL = EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=10)
 
@@ -44,14 +44,16 @@ def main() -> None:
         control = load_digits_shortcut(seed=seed, train_share=0.1)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            erm_config = TrainConfig(dataset="digits_shortcut", seed=seed, attack_eps=0.1)
+            settings = RunSettings(storage=tmp, device="cpu")
+            erm_config = TrainConfig(dataset="digits_shortcut", seed=seed)
+            erm_config = erm_config.resolved(shortcut.default_eps)
             for name, data in (("control", control), ("erm", shortcut)):
-                outcome = run_training(
-                    erm_config, data, out_dir=out / name, device="cpu", eval_config=EVAL
-                )
+                # The control is digits_shortcut with patches at random positions: not a
+                # registered data set, so it goes to train_job, below run()'s loading.
+                outcome = train_job(erm_config, data, out / name, settings, eval_config=EVAL)
                 model = restore_model(read_checkpoint(outcome.checkpoint)).eval()
                 rows[name].append(follow_rate_and_accuracy(model, shortcut.test))
-            lgr_config = TrainConfig(
+            lgr_config = TrainConfig.create(
                 method="lgr",
                 dataset="digits_shortcut",
                 seed=seed,
@@ -61,9 +63,8 @@ def main() -> None:
                 attack_eps=0.0,
                 start_checkpoint=str(out / "erm" / "checkpoint.pt"),
             )
-            outcome = run_lgr(
-                lgr_config, shortcut, out_dir=out / "lgr", device="cpu", eval_config=EVAL
-            )
+            lgr_config = lgr_config.resolved(shortcut.default_eps)
+            outcome = run_lgr(lgr_config, shortcut, out / "lgr", settings, eval_config=EVAL)
             model = restore_model(read_checkpoint(outcome.checkpoint)).eval()
             rows["lgr"].append(follow_rate_and_accuracy(model, shortcut.test))
         print(

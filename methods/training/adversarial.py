@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -9,9 +10,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.attacks import FGSM, PGD
+from methods.options import Options, option
+from methods.training import _options
 from methods.training.base import StepOutput, TrainingMethod
 
 TrainingAttack = Literal["pgd", "fgsm_rs"]
+
+
+@dataclass(frozen=True)
+class AdversarialOptions(Options):
+    attack_eps: float | None = _options.attack_eps()
+    training_attack: str = option(
+        "pgd",
+        help="pgd (random start, 2.5 eps / steps a step) or fgsm_rs (fast AT)",
+        choices=_options.TRAINING_ATTACKS,
+    )
+    attack_steps: int = _options.attack_steps()
 
 
 class AdversarialTraining(TrainingMethod):
@@ -25,6 +39,7 @@ class AdversarialTraining(TrainingMethod):
     """
 
     name = "adversarial"
+    Options = AdversarialOptions
 
     def __init__(self, eps: float, *, attack: TrainingAttack = "pgd", steps: int = 10) -> None:
         if attack == "pgd":
@@ -35,15 +50,8 @@ class AdversarialTraining(TrainingMethod):
             raise ValueError(f"unknown training attack {attack!r}; valid: pgd, fgsm_rs")
 
     @classmethod
-    def from_options(  # type: ignore[override]
-        cls,
-        *,
-        attack_eps: float,
-        training_attack: TrainingAttack = "pgd",
-        attack_steps: int = 10,
-        **_: object,
-    ) -> AdversarialTraining:
-        return cls(attack_eps, attack=training_attack, steps=attack_steps)
+    def from_options(cls, options: AdversarialOptions) -> AdversarialTraining:  # type: ignore[override]
+        return cls(options.attack_eps, attack=options.training_attack, steps=options.attack_steps)
 
     def loss(
         self,

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.attacks import PGD
+from methods.options import Options
 from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
+from methods.training import _options
 from methods.training._divergence import kl_from_logits
 from methods.training.base import StepOutput, TrainingMethod
 from methods.training.sgt import _check_ratio_and_weight
+
+
+@dataclass(frozen=True)
+class ASGTOptions(Options):
+    attack_eps: float | None = _options.attack_eps()
+    attack_steps: int = _options.attack_steps()
+    mask_ratio: float = _options.mask_ratio(0.5, "fraction of pixels masked by saliency")
+    reg_weight: float = _options.reg_weight("KL term")
+    absolute_saliency: bool = _options.absolute_saliency()
 
 
 class ASGT(TrainingMethod):
@@ -28,6 +41,8 @@ class ASGT(TrainingMethod):
     """
 
     name = "asgt"
+    Options = ASGTOptions
+    draws_saliency = True
 
     def __init__(
         self,
@@ -45,22 +60,13 @@ class ASGT(TrainingMethod):
         self.absolute_saliency = absolute_saliency
 
     @classmethod
-    def from_options(  # type: ignore[override]
-        cls,
-        *,
-        attack_eps: float,
-        mask_ratio: float | None = None,
-        reg_weight: float | None = None,
-        attack_steps: int = 10,
-        absolute_saliency: bool = False,
-        **_: object,
-    ) -> ASGT:
+    def from_options(cls, options: ASGTOptions) -> ASGT:  # type: ignore[override]
         return cls(
-            attack_eps,
-            0.5 if mask_ratio is None else mask_ratio,
-            1.0 if reg_weight is None else reg_weight,
-            steps=attack_steps,
-            absolute_saliency=absolute_saliency,
+            options.attack_eps,
+            options.mask_ratio,
+            options.reg_weight,
+            steps=options.attack_steps,
+            absolute_saliency=options.absolute_saliency,
         )
 
     def loss(

@@ -13,6 +13,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from methods.options import Options
+
 __all__ = ["StepOutput", "TrainingMethod"]
 
 
@@ -33,17 +35,31 @@ class StepOutput:
 
 
 class TrainingMethod:
-    """A training objective. Subclasses set ``name`` and implement ``loss``."""
+    """A training objective. Subclasses set ``name``, declare their hyperparameters as a
+    frozen ``Options`` dataclass of ``option`` fields, and implement ``from_options``
+    and ``loss``.
+
+    Registering the class (``methods.training.register_method``) is all it takes for
+    the CLI to get a validated flag per option, for configs to resolve its defaults,
+    and for other methods to refuse its options.
+    """
 
     name: ClassVar[str]
-    #: True when the method needs a per-image pixel mask with each batch (LGR).
+    Options: ClassVar[type[Options]] = Options
+    #: The method needs a per-image pixel mask with each batch (LGR).
     needs_masks: ClassVar[bool] = False
+    #: The method masks by an input saliency it can draw (``saliency``; SGT, ASGT).
+    draws_saliency: ClassVar[bool] = False
 
     @classmethod
-    def from_options(cls, **options: object) -> TrainingMethod:
-        """Build from a run's flat options, ignoring those this method does not use
-        (``mask_ratio`` means nothing to ERM), so one config serves every method."""
+    def from_options(cls, options: Options) -> TrainingMethod:
+        """Build from resolved options (``attack_eps`` filled in)."""
         return cls()
+
+    @classmethod
+    def trains_with_attack(cls) -> bool:
+        """Whether the method has a training attack (an ``attack_eps`` option)."""
+        return "attack_eps" in cls.Options.field_names()
 
     def loss(
         self,
@@ -54,6 +70,10 @@ class TrainingMethod:
     ) -> StepOutput:
         """The loss on one batch: ``images`` (N, C, H, W) in [0,1], ``labels`` (N,)."""
         raise NotImplementedError
+
+    def saliency(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+        """What the method masks by, (N, H, W), for methods that ``draws_saliency``."""
+        raise NotImplementedError(f"{self.name} draws no saliency")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -7,13 +7,65 @@ flagged (spurious) pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.attacks import PGD
+from methods.lime import SPURIOUS_STRATEGIES
+from methods.options import Options, option
 from methods.saliency import mask_with_noise
+from methods.training import _options
 from methods.training.base import StepOutput, TrainingMethod
+
+#: How the rounds flag superpixels: the LIME strategies, or the data set's ground truth.
+SPURIOUS = (*SPURIOUS_STRATEGIES, "annotated")
+
+
+@dataclass(frozen=True)
+class LGROptions(Options):
+    """The refinement loss's options, then those of the rounds around it
+    (``orchestrator.lgr``: explain, flag, refine)."""
+
+    attack_eps: float | None = _options.attack_eps()
+    attack_steps: int = _options.attack_steps()
+    reg_weight: float = _options.reg_weight("input-gradient penalty on flagged pixels")
+    feature_masking: bool = option(
+        True, help="replace flagged pixels with noise before the forward pass"
+    )
+    mask_ratio: float = _options.mask_ratio(0.2, "fraction of superpixels flagged per image")
+    rounds: int = option(2, help="explain-flag-refine rounds", low=1)
+    spurious: str = option(
+        "low_relevance",
+        help="which superpixels to flag: low_relevance (bottom-k LIME weights), "
+        "high_relevance (top-k), annotated (the data set's ground-truth masks; "
+        "digits_shortcut)",
+        choices=SPURIOUS,
+    )
+    explain_fraction: float = option(
+        1.0,
+        help="share of the training set explained each round",
+        low=0.0,
+        high=1.0,
+        open_low=True,
+    )
+    lime_samples: int = option(1000, help="LIME perturbations per image", low=2)
+    start_checkpoint: str | None = option(
+        None, help="checkpoint to refine (default: pretrain with ERM first)", metavar="PATH"
+    )
+    pretrain_epochs: int | None = option(
+        None,
+        help="ERM epochs before the rounds when no --start-checkpoint (default: --epochs)",
+        low=1,
+    )
+
+    def resolved(self, *, default_eps: float, epochs: int) -> LGROptions:
+        options = super().resolved(default_eps=default_eps, epochs=epochs)
+        if self.start_checkpoint is None and self.pretrain_epochs is None:
+            options = replace(options, pretrain_epochs=epochs)
+        return options  # type: ignore[return-value]
 
 
 def masked_gradient_penalty(
@@ -47,6 +99,7 @@ class LGR(TrainingMethod):
     """
 
     name = "lgr"
+    Options = LGROptions
     needs_masks = True
 
     def __init__(
@@ -64,20 +117,12 @@ class LGR(TrainingMethod):
         self.feature_masking = feature_masking
 
     @classmethod
-    def from_options(  # type: ignore[override]
-        cls,
-        *,
-        attack_eps: float,
-        reg_weight: float | None = None,
-        attack_steps: int = 10,
-        feature_masking: bool = True,
-        **_: object,
-    ) -> LGR:
+    def from_options(cls, options: LGROptions) -> LGR:  # type: ignore[override]
         return cls(
-            attack_eps,
-            1.0 if reg_weight is None else reg_weight,
-            steps=attack_steps,
-            feature_masking=feature_masking,
+            options.attack_eps,
+            options.reg_weight,
+            steps=options.attack_steps,
+            feature_masking=options.feature_masking,
         )
 
     def loss(

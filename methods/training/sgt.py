@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.options import Options
 from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
+from methods.training import _options
 from methods.training._divergence import kl_from_logits
 from methods.training.base import StepOutput, TrainingMethod
+
+
+@dataclass(frozen=True)
+class SGTOptions(Options):
+    mask_ratio: float = _options.mask_ratio(0.5, "fraction of pixels masked by saliency")
+    reg_weight: float = _options.reg_weight("KL term")
+    absolute_saliency: bool = _options.absolute_saliency()
 
 
 class SGT(TrainingMethod):
@@ -25,6 +36,8 @@ class SGT(TrainingMethod):
     """
 
     name = "sgt"
+    Options = SGTOptions
+    draws_saliency = True
 
     def __init__(
         self, mask_ratio: float = 0.5, reg_weight: float = 1.0, *, absolute_saliency: bool = False
@@ -35,18 +48,9 @@ class SGT(TrainingMethod):
         self.absolute_saliency = absolute_saliency
 
     @classmethod
-    def from_options(  # type: ignore[override]
-        cls,
-        *,
-        mask_ratio: float | None = None,
-        reg_weight: float | None = None,
-        absolute_saliency: bool = False,
-        **_: object,
-    ) -> SGT:
+    def from_options(cls, options: SGTOptions) -> SGT:  # type: ignore[override]
         return cls(
-            0.5 if mask_ratio is None else mask_ratio,
-            1.0 if reg_weight is None else reg_weight,
-            absolute_saliency=absolute_saliency,
+            options.mask_ratio, options.reg_weight, absolute_saliency=options.absolute_saliency
         )
 
     def loss(

@@ -165,9 +165,10 @@ def test_adversarial_training_is_more_robust_than_erm(digits):
 
     images, labels = digits.test.tensors()
     robust = {}
+    options = {"erm": {}, "adversarial": {"attack_eps": 0.1, "training_attack": "fgsm_rs"}}
     for name in ("erm", "adversarial"):
         model = digits_model(digits)
-        method = build_method(name, attack_eps=0.1, training_attack="fgsm_rs")
+        method = build_method(name, **options[name])
         fit(model, method, digits.train, config=LoopConfig(epochs=10), device="cpu")
         robust[name] = correct_under(model, images, labels, PGD(0.1, steps=20)).float().mean()
     assert robust["adversarial"] > robust["erm"] + 0.1

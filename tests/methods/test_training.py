@@ -129,8 +129,10 @@ def test_lgr_penalty_trains_the_parameters_by_double_backprop():
 def test_bad_options_raise():
     with pytest.raises(ValueError, match=r"mask_ratio must lie in \(0, 1\)"):
         SGT(mask_ratio=1.0)
-    with pytest.raises(ValueError, match="reg_weight must be >= 0"):
+    with pytest.raises(ValueError, match="reg_weight: must be >= 0"):
         build_method("asgt", attack_eps=0.1, reg_weight=-1.0)
+    with pytest.raises(ValueError, match="mask_ratio: not an option of erm"):
+        build_method("erm", mask_ratio=0.5)
     with pytest.raises(ValueError, match="needs a mask"):
         LGR(0.1).loss(_linear(), *_batch())
 
@@ -140,7 +142,8 @@ def test_a_few_real_steps_on_digits(digits, name):
     from tests.conftest import digits_model
 
     model = digits_model(digits)
-    method = build_method(name, attack_eps=0.1, attack_steps=2, mask_ratio=0.5, reg_weight=1.0)
+    attack = {"attack_eps": 0.1, "attack_steps": 2} if name == "asgt" else {}
+    method = build_method(name, mask_ratio=0.5, reg_weight=1.0, **attack)
     history = fit(
         model, method, digits.train.subset(256), config=LoopConfig(epochs=2), device="cpu"
     )

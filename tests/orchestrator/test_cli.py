@@ -61,8 +61,22 @@ def trained_run(tmp_path_factory) -> Path:
         (["train", "--dataset", "imagenet"], ["--dataset", "invalid choice", "digits"]),
         (["train", "--model", "vit"], ["--model", "small_cnn", "resnet18"]),
         (["train", "--method", "magic"], ["--method", "erm", "adversarial"]),
-        (["train", "--attack-eps", "1.5"], ["--attack-eps", "[0, 1]", "1.5"]),
-        (["train", "--attack-eps", "-0.1"], ["--attack-eps", "[0, 1]"]),
+        (["train", "--method", "asgt", "--attack-eps", "1.5"], ["--attack-eps", "[0, 1]", "1.5"]),
+        (["train", "--method", "adversarial", "--attack-eps", "-0.1"], ["--attack-eps", "[0, 1]"]),
+        # An option the method does not use is refused, not silently ignored.
+        (["train", "--method", "adversarial", "--mask-ratio", "0.3"], ["--mask-ratio", "sgt"]),
+        (["train", "--method", "sgt", "--spurious", "annotated"], ["--spurious", "lgr"]),
+        (
+            ["train", "--method", "sgt", "--attack-eps", "0.1"],
+            ["--attack-eps", "--eps", "--monitor-eps"],
+        ),
+        (["train", "--attack-eps", "0.1"], ["--attack-eps", "--method erm"]),
+        (["train", "--method", "erm", "--rounds", "2"], ["--rounds", "only lgr"]),
+        # RunSettings out of range, and settings that do not fit the config.
+        (["train", "--workers", "0"], ["--workers", ">= 1"]),
+        (["train", "--gpus-per-worker", "-1"], ["--gpus-per-worker", ">= 0"]),
+        (["train", "--method", "lgr", "--actors", "0"], ["--actors", ">= 1"]),
+        (["train", "--workers", "3"], ["--batch-size", "multiple of --workers"]),
         (["train", "--epochs", "0"], ["--epochs", ">= 1"]),
         (["train", "--epochs", "three"], ["--epochs", "invalid int value"]),
         (["train", "--lr", "0"], ["--lr", "> 0"]),
@@ -105,7 +119,8 @@ def test_train_writes_checkpoint_tensorboard_and_results(trained_run):
     assert isinstance(result["clean_acc"], float) and 0.0 <= result["clean_acc"] <= 1.0
     assert {p["attack"] for p in result["robust_curve"]} == {"fgsm", "pgd", "worst"}
     config = json.loads((trained_run / "config.json").read_text())
-    assert config["model"] == "small_cnn" and config["attack_eps"] == 0.1
+    assert config["model"] == "small_cnn" and config["monitor_eps"] == 0.1
+    assert "attack_eps" not in config  # ERM trains without an attack
 
 
 def test_evaluate_prints_a_table_and_writes_json(trained_run, capsys):
@@ -192,7 +207,7 @@ def test_module_entry_point_and_help():
         )
         assert done.returncode == 0 and "--dataset" in done.stdout
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "train", "--attack-eps", "7"],
+        [sys.executable, "-m", "orchestrator", "train", "--method", "asgt", "--attack-eps", "7"],
         capture_output=True,
         text=True,
         timeout=120,

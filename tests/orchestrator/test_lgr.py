@@ -12,8 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from methods.data import load_dataset, planted_class
 from orchestrator.checkpoints import read_checkpoint, restore_model
 from orchestrator.cli import main
-from orchestrator.config import EvalConfig, TrainConfig
-from orchestrator.lgr import flag_masks, run_lgr
+from orchestrator.config import EvalConfig, RunSettings, TrainConfig
+from orchestrator.lgr import flag_masks
+from orchestrator.run import run
 
 QUICK_EVAL = EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=50)
 
@@ -30,7 +31,7 @@ def _follow_rate(model, split) -> float:
 
 def test_annotated_lgr_unlearns_the_shortcut(tmp_path):
     dataset = load_dataset("digits_shortcut")
-    config = TrainConfig(
+    config = TrainConfig.create(
         method="lgr",
         dataset="digits_shortcut",
         spurious="annotated",
@@ -39,7 +40,8 @@ def test_annotated_lgr_unlearns_the_shortcut(tmp_path):
         rounds=1,
         attack_eps=0.0,
     )
-    outcome = run_lgr(config, dataset, out_dir=tmp_path, device="cpu", eval_config=QUICK_EVAL)
+    settings = RunSettings(storage=str(tmp_path), out=".", device="cpu")
+    outcome = run(config, settings, eval_config=QUICK_EVAL)
     erm = restore_model(read_checkpoint(tmp_path / "pretrain" / "checkpoint.pt")).eval()
     lgr = restore_model(read_checkpoint(outcome.checkpoint)).eval()
     before, after = _follow_rate(erm, dataset.test), _follow_rate(lgr, dataset.test)
@@ -53,7 +55,7 @@ def test_annotated_lgr_unlearns_the_shortcut(tmp_path):
 
 
 def test_low_relevance_flags_from_the_mask_store(local_ray, digits_checkpoint, digits, tmp_path):
-    config = TrainConfig(
+    config = TrainConfig.create(
         method="lgr", mask_ratio=0.25, explain_fraction=0.05, lime_samples=100, attack_eps=0.1
     )
     masks = flag_masks(config, digits, digits_checkpoint, storage=str(tmp_path), actors=2)
@@ -71,7 +73,7 @@ def test_low_relevance_flags_from_the_mask_store(local_ray, digits_checkpoint, d
         (["--mask-ratio", "0"], ["--mask-ratio", "(0, 1)"]),
         (["--reg-weight", "-1"], ["--reg-weight", ">= 0"]),
         (["--spurious", "annotated"], ["--spurious", "digits_shortcut", "digits has none"]),
-        (["--pretrain-epochs", "0"], ["--start-checkpoint", "--pretrain-epochs >= 1"]),
+        (["--pretrain-epochs", "0"], ["--pretrain-epochs", ">= 1"]),
         (["--start-checkpoint", "missing.pt"], ["--start-checkpoint", "missing.pt"]),
         (["--explain-fraction", "0"], ["--explain-fraction", "(0, 1]"]),
     ],

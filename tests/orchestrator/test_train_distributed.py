@@ -18,23 +18,29 @@ import torch
 import psutil  # isort: skip
 
 from orchestrator.checkpoints import read_checkpoint
-from orchestrator.config import EvalConfig, TrainConfig
-from orchestrator.train import run_training
+from orchestrator.config import ConfigError, EvalConfig, RunSettings, TrainConfig
+from orchestrator.run import run
+from orchestrator.train import train_job
 
 pytestmark = pytest.mark.slow
 
 # small_cnn has neither BatchNorm nor dropout, so the only difference between one
 # process on whole batches and two on half batches is the order of float sums.
 CONFIG = TrainConfig(method="erm", dataset="digits", model="small_cnn", epochs=2, batch_size=64)
+
+
+def _settings(path: Path, **overrides) -> RunSettings:
+    return RunSettings(storage=str(path.parent), out=path.name, device="cpu", **overrides)
+
+
 EVAL = EvalConfig(limit=50, attacks=("pgd",), pgd_steps=2, eps=(0.1,))
 
 
 def test_two_workers_take_the_inline_steps(local_ray, digits, tmp_path):
-    inline = run_training(
-        CONFIG, digits, out_dir=tmp_path / "inline", device="cpu", eval_config=EVAL
-    )
-    ddp = run_training(
-        CONFIG, digits, out_dir=tmp_path / "ddp", device="cpu", eval_config=EVAL, workers=2
+    inline = run(CONFIG, _settings(tmp_path / "inline"), eval_config=EVAL)
+    seen = []
+    ddp = run(
+        CONFIG, _settings(tmp_path / "ddp", workers=2), eval_config=EVAL, on_epoch=seen.append
     )
 
     assert [m.epoch for m in ddp.history] == [1, 2]
@@ -51,6 +57,10 @@ def test_two_workers_take_the_inline_steps(local_ray, digits, tmp_path):
     assert (tmp_path / "ddp" / "eval.json").is_file()
     assert list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))
     assert abs(ddp.evaluation.clean_acc - inline.evaluation.clean_acc) <= 0.04
+    # Rank 0's reports reached on_epoch on the driver, through Train's callback.
+    assert [m.epoch for m in seen] == [1, 2]
+    assert [m.loss for m in seen] == pytest.approx([m.loss for m in ddp.history], rel=1e-6)
+    assert seen[-1].test_acc == pytest.approx(ddp.history[-1].test_acc)
 
 
 @pytest.mark.parametrize("method", ["adversarial", "sgt", "asgt", "lgr"])
@@ -62,22 +72,18 @@ def test_every_method_runs_inline_and_on_two_workers(local_ray, method, tmp_path
 
     dataset = load_dataset("digits_shortcut")  # LGR trains on its ground-truth masks
     masks = dataset.train.masks if method == "lgr" else None
-    config = dataclasses.replace(
-        CONFIG,
-        method=method,
-        dataset="digits_shortcut",
-        epochs=1,
-        attack_steps=2,
-        attack_eps=0.1,
-    )
+    options = {"attack_steps": 2, "attack_eps": 0.1} if method != "sgt" else {}
+    config = TrainConfig.create(
+        **{**CONFIG.to_dict(), "method": method, "dataset": "digits_shortcut", "epochs": 1},
+        **options,
+    ).resolved(dataset.default_eps)
     runs = [
-        run_training(
+        train_job(
             config,
             dataset,
-            out_dir=tmp_path / str(workers),
-            device="cpu",
+            tmp_path / str(workers),
+            _settings(tmp_path / str(workers), workers=workers),
             eval_config=EVAL,
-            workers=workers,
             masks=masks,
         )
         for workers in (1, 2)
@@ -139,9 +145,7 @@ def test_a_killed_worker_restarts_and_resumes(local_ray, digits, tmp_path):
     )
     killer.start()
     try:
-        outcome = run_training(
-            config, digits, out_dir=out, device="cpu", eval_config=EVAL, workers=2
-        )
+        outcome = run(config, _settings(out, workers=2), eval_config=EVAL)
     finally:
         stop.set()
         killer.join(timeout=10)
@@ -157,11 +161,14 @@ def test_a_killed_worker_restarts_and_resumes(local_ray, digits, tmp_path):
     assert 1 <= final["resumed_from_epoch"] < 6
 
 
-def test_bad_scaling_is_refused_before_any_ray_work(digits, tmp_path):
-    with pytest.raises(ValueError, match="multiple of workers"):
-        run_training(
-            dataclasses.replace(CONFIG, batch_size=63), digits, out_dir=tmp_path, workers=2
-        )
-    with pytest.raises(ValueError, match="workers must be >= 1"):
-        run_training(CONFIG, digits, out_dir=tmp_path, workers=0)
+def test_bad_scaling_is_refused_before_any_ray_work(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of --workers") as error:
+        run(dataclasses.replace(CONFIG, batch_size=63), _settings(tmp_path / "r", workers=2))
+    assert error.value.field == "batch_size"
+    with pytest.raises(ConfigError, match="must be >= 1") as error:
+        _settings(tmp_path / "r", workers=0)
+    assert error.value.field == "workers"
+    with pytest.raises(ConfigError) as error:
+        _settings(tmp_path / "r", gpus_per_worker=-0.5)
+    assert error.value.field == "gpus_per_worker"
     assert not any(tmp_path.iterdir())  # refused before writing anything

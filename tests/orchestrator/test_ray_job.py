@@ -1,0 +1,112 @@
+"""Runs on a real Ray cluster: `ray job submit` of `limelight train` (results land under
+the absolute root given; a relative root is refused), and an LGR round's Train job
+joining the cluster named by --address. About a minute on 2 cores."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from orchestrator.config import EvalConfig, RunSettings, TrainConfig
+from orchestrator.run import run
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+RAY = Path(sys.executable).parent / "ray"
+QUICK = ["--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "20"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """`ray start --head` on free ports, stopped afterwards by its processes' PIDs (not
+    `ray stop`, which would stop every Ray on the machine)."""
+    ray.shutdown()
+    port, dashboard = _free_port(), _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    started = subprocess.run(
+        [str(RAY), "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
+         "--num-cpus=2", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    url = f"http://127.0.0.1:{dashboard}"
+    yield url, env
+    for line in subprocess.run(
+        ["pgrep", "-f", str(temp)], capture_output=True, text=True
+    ).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(line), signal.SIGKILL)
+    time.sleep(1)
+
+
+def _submit(url: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    runtime_env = json.dumps({"excludes": [".venv", "results", "data", ".git"]})
+    return subprocess.run(
+        [str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
+         "--runtime-env-json", runtime_env, "--",
+         sys.executable, "-m", "orchestrator", "train", "--epochs", "1", *QUICK, *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_a_job_writes_under_the_absolute_root(ray_head, tmp_path):
+    url, env = ray_head
+    done = _submit(url, env, "--storage", str(tmp_path), "--out", "job-erm")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "job-erm" / "checkpoint.pt").is_file()
+    assert json.loads((tmp_path / "job-erm" / "eval.json").read_text())["n_eval"] == 20
+
+
+def test_a_job_with_a_relative_root_exits_2(ray_head, tmp_path):
+    url, env = ray_head
+    done = _submit(url, env, "--out", "job-erm")  # the root defaults to ./results
+    assert done.returncode != 0
+    assert "--storage: 'results' is relative" in done.stdout, done.stdout[-3000:]
+    assert "exit code 2" in (done.stdout + done.stderr).lower() or "failed" in done.stdout
+
+
+def test_lgr_rounds_run_on_the_cluster_named_by_address(tmp_path):
+    """The rounds' TorchTrainer joins --address (it once started a local Ray instead)."""
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    try:
+        start = run(
+            TrainConfig(dataset="digits_shortcut", epochs=1),
+            RunSettings(storage=str(tmp_path), out="erm", device="cpu"),
+            eval_config=EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=1, limit=10),
+        )
+        assert not ray.is_initialized()  # inline training touches no Ray
+        config = TrainConfig.create(
+            method="lgr", dataset="digits_shortcut", spurious="annotated", epochs=1,
+            rounds=1, attack_eps=0.0, start_checkpoint=str(start.checkpoint),
+        )  # fmt: skip
+        settings = RunSettings(
+            storage=str(tmp_path), out="lgr", device="cpu", workers=2, address=cluster.address
+        )
+        result = run(config, settings, eval_config=EvalConfig(limit=10, attacks=("pgd",)))
+        assert ray.get_runtime_context().gcs_address == cluster.address
+        assert (tmp_path / "lgr" / "round1" / "ray" / "train").is_dir()  # a Train run
+        assert result.history[-1].epoch == 1
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
