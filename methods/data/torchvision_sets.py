@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 MNIST_EPS = 0.3  # the customary MNIST Linf budget
 MNIST_EVAL_EPS = (0.1, 0.2, 0.3)
 CIFAR_EPS = 8 / 255  # the customary CIFAR Linf budget
-CIFAR_EVAL_EPS = (2 / 255, 4 / 255, 8 / 255)
+#: 0.02 (~5.1/255) is where ASGT states its CIFAR-10 headline (+20% PGD accuracy).
+CIFAR_EVAL_EPS = (2 / 255, 4 / 255, 0.02, 8 / 255)
 
 
 class _CIFAR10(torchvision.datasets.CIFAR10):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from methods.options import option
+from methods.saliency import SALIENCY_MODES, SALIENCY_TARGETS
 
 TRAINING_ATTACKS = ("pgd", "fgsm_rs")
 EPS_SCALE = "L-inf on the [0,1] pixel scale"
@@ -35,3 +36,16 @@ def mask_ratio(default: float, what: str) -> Any:
 
 def absolute_saliency() -> Any:
     return option(False, help="rank pixels by |gradient| instead of the signed gradient")
+
+
+def saliency_target() -> Any:
+    return option(
+        "logit",
+        help="output whose input gradient is the saliency: logit, or log_prob (SGT's "
+        "MNIST network ends in log_softmax)",
+        choices=SALIENCY_TARGETS,
+    )
+
+
+def saliency_mode(default: str, what: str) -> Any:
+    return option(default, help=what, choices=SALIENCY_MODES)

@@ -10,7 +10,13 @@ from torch import nn
 
 from methods.attacks import PGD
 from methods.options import Options
-from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
+from methods.saliency import (
+    SaliencyMode,
+    SaliencyTarget,
+    bottom_k_mask,
+    input_saliency,
+    mask_with_noise,
+)
 from methods.training import _options
 from methods.training._divergence import kl_from_logits
 from methods.training.base import StepOutput, TrainingMethod
@@ -24,6 +30,10 @@ class ASGTOptions(Options):
     mask_ratio: float = _options.mask_ratio(0.5, "fraction of pixels masked by saliency")
     reg_weight: float = _options.reg_weight("KL term")
     absolute_saliency: bool = _options.absolute_saliency()
+    saliency_target: str = _options.saliency_target()
+    saliency_mode: str = _options.saliency_mode(
+        "train", "model mode of the saliency pass (ASGT's code never leaves train mode)"
+    )
 
 
 class ASGT(TrainingMethod):
@@ -31,13 +41,17 @@ class ASGT(TrainingMethod):
 
     x_adv is PGD at ``eps``; x~_adv masks the bottom ``mask_ratio`` of x_adv's pixels
     by saliency for x_adv's *predicted* label (the paper's choice: on an adversarial
-    example the true label's gradient says little about what the model uses).
+    example the true label's gradient says little about what the model uses), with
+    noise drawn in each channel's own [min, max] as ASGT's code does.
 
     Args:
         eps: L-inf radius of the training attack on the [0,1] scale.
         mask_ratio: fraction of pixels masked, in (0, 1).
         reg_weight: weight of the KL term, >= 0.
         steps: PGD steps (step size 2.5 * eps / steps, random start).
+        saliency_target: ``"logit"`` or ``"log_prob"``.
+        saliency_mode: model mode of the saliency pass; ASGT's code never switches,
+            so it is train mode there (BatchNorm's running statistics stay unchanged).
     """
 
     name = "asgt"
@@ -52,12 +66,16 @@ class ASGT(TrainingMethod):
         *,
         steps: int = 10,
         absolute_saliency: bool = False,
+        saliency_target: SaliencyTarget = "logit",
+        saliency_mode: SaliencyMode = "train",
     ) -> None:
         _check_ratio_and_weight(mask_ratio, reg_weight)
         self.attack = PGD(eps, steps=steps)
         self.mask_ratio = mask_ratio
         self.reg_weight = reg_weight
         self.absolute_saliency = absolute_saliency
+        self.saliency_target = saliency_target
+        self.saliency_mode = saliency_mode
 
     @classmethod
     def from_options(cls, options: ASGTOptions) -> ASGT:  # type: ignore[override]
@@ -67,6 +85,8 @@ class ASGT(TrainingMethod):
             options.reg_weight,
             steps=options.attack_steps,
             absolute_saliency=options.absolute_saliency,
+            saliency_target=options.saliency_target,  # type: ignore[arg-type]
+            saliency_mode=options.saliency_mode,  # type: ignore[arg-type]
         )
 
     def loss(
@@ -80,8 +100,10 @@ class ASGT(TrainingMethod):
         logits = model(images)
         adv_logits = model(adversarial)
         predicted = adv_logits.detach().argmax(1)
-        saliency = input_saliency(model, adversarial, predicted, absolute=self.absolute_saliency)
-        masked = mask_with_noise(adversarial, bottom_k_mask(saliency, self.mask_ratio))
+        saliency = self._saliency_of(model, adversarial, predicted)
+        masked = mask_with_noise(
+            adversarial, bottom_k_mask(saliency, self.mask_ratio), per_channel=True
+        )
         masked_logits = model(masked)
         ce = F.cross_entropy(logits, labels)
         ce_adv = F.cross_entropy(adv_logits, labels)
@@ -97,7 +119,17 @@ class ASGT(TrainingMethod):
         adversarial = self.attack(model, images, labels)
         with torch.no_grad():
             predicted = model(adversarial).argmax(1)
-        return input_saliency(model, adversarial, predicted, absolute=self.absolute_saliency)
+        return self._saliency_of(model, adversarial, predicted)
+
+    def _saliency_of(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor):
+        return input_saliency(
+            model,
+            inputs,
+            targets,
+            absolute=self.absolute_saliency,
+            target=self.saliency_target,
+            mode=self.saliency_mode,
+        )
 
     def __repr__(self) -> str:
         return f"ASGT({self.attack!r}, mask_ratio={self.mask_ratio}, reg_weight={self.reg_weight})"

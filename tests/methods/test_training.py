@@ -149,3 +149,78 @@ def test_a_few_real_steps_on_digits(digits, name):
     )
     assert history[-1].loss < history[0].loss * 1.5 and all(m.loss > 0 for m in history)
     assert "kl" in history[-1].terms
+
+
+# ------------------------------------------------- saliency as each source computes it
+
+
+def _bn_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 5),
+    )
+
+
+def _rgb_batch(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(n, 3, 6, 6, generator=generator), torch.arange(n) % 5
+
+
+def test_log_prob_saliency_is_the_input_gradient_of_log_softmax():
+    model = _bn_net().eval()
+    images, labels = _rgb_batch()
+    x = images.clone().requires_grad_(True)
+    log_p = torch.log_softmax(model(x), dim=1).gather(1, labels.view(-1, 1)).sum()
+    (expected,) = torch.autograd.grad(log_p, x)
+    got = input_saliency(model, images, labels, target="log_prob")
+    torch.testing.assert_close(got, expected.mean(dim=1), rtol=1e-5, atol=1e-7)
+    logit = input_saliency(model, images, labels, target="logit")
+    assert not torch.allclose(got, logit)  # the two targets are different saliencies
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_the_saliency_pass_leaves_batchnorm_statistics_and_mode_alone(mode):
+    model = _bn_net().train()
+    images, labels = _rgb_batch()
+    model(images * 2)  # running statistics away from their initial values
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_b" in k}
+    input_saliency(model, images, labels, mode=mode)
+    after = model.state_dict()
+    for name, value in before.items():
+        assert torch.equal(after[name], value), name
+    assert model.training and model[1].training  # the caller's mode is back
+
+
+def test_the_saliency_mode_matters_with_batchnorm():
+    model = _bn_net().train()
+    images, labels = _rgb_batch()
+    model(images * 2)
+    eval_mode = input_saliency(model, images, labels, mode="eval")
+    train_mode = input_saliency(model, images, labels, mode="train")
+    assert not torch.allclose(eval_mode, train_mode)
+
+
+def test_each_method_follows_its_source_by_default():
+    sgt, asgt = build_method("sgt"), build_method("asgt", attack_eps=0.1)
+    assert (sgt.saliency_mode, sgt.saliency_target) == ("eval", "logit")
+    assert (asgt.saliency_mode, asgt.saliency_target) == ("train", "logit")
+
+
+def test_sgt_fills_in_the_image_range_and_asgt_in_each_channel_range():
+    images = torch.zeros(2, 3, 6, 6)
+    images[:, 0] = torch.linspace(0.0, 0.1, 36).view(6, 6)  # channel 0 in [0, 0.1]
+    images[:, 1] = torch.linspace(0.9, 1.0, 36).view(6, 6)  # channel 1 in [0.9, 1]
+    images[:, 2] = 0.5
+    everything = torch.ones(2, 6, 6, dtype=torch.bool)
+    generator = torch.Generator().manual_seed(0)
+    per_channel = mask_with_noise(images, everything, per_channel=True, generator=generator)
+    assert per_channel[:, 0].min() >= 0 and per_channel[:, 0].max() <= 0.1
+    assert per_channel[:, 1].min() >= 0.9 and per_channel[:, 1].max() <= 1.0
+    assert torch.all(per_channel[:, 2] == 0.5)
+    whole = mask_with_noise(images, everything, generator=generator)
+    assert whole[:, 0].max() > 0.1 and whole[:, 1].min() < 0.9  # the image's [0, 1]
+    assert torch.all(whole[:, 2] != 0.5)  # every channel of a masked pixel

@@ -72,6 +72,10 @@ def trained_run(tmp_path_factory) -> Path:
         ),
         (["train", "--attack-eps", "0.1"], ["--attack-eps", "--method erm"]),
         (["train", "--method", "erm", "--rounds", "2"], ["--rounds", "only lgr"]),
+        (
+            ["train", "--method", "sgt", "--saliency-target", "prob"],
+            ["--saliency-target", "invalid choice", "log_prob"],
+        ),
         # RunSettings out of range, and settings that do not fit the config.
         (["train", "--workers", "0"], ["--workers", ">= 1"]),
         (["train", "--gpus-per-worker", "-1"], ["--gpus-per-worker", ">= 0"]),
@@ -240,10 +244,14 @@ def test_sgt_draws_saliency_to_tensorboard(tmp_path):
         "0.1",
         "--mask-ratio",
         "0.3",
+        "--saliency-target",
+        "log_prob",
     ]
     assert main(argv) == 0
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Images("saliency/test_images")] == [1, 2]
     assert "loss_terms/kl" in events.Tags()["scalars"]
-    assert json.loads((tmp_path / "config.json").read_text())["mask_ratio"] == 0.3
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    assert recorded["mask_ratio"] == 0.3 and recorded["saliency_target"] == "log_prob"
+    assert recorded["saliency_mode"] == "eval"  # SGT's own default
