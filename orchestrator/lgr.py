@@ -27,7 +27,7 @@ from orchestrator.train import (
     CONFIG_NAME,
     OnEpoch,
     RunResult,
-    evaluate_split,
+    evaluated_result,
     train_job,
     write_json,
 )
@@ -169,15 +169,8 @@ def run_lgr(
             _write_overlays(writer, model, dataset, config, round_)
     final = run_dir / CHECKPOINT_NAME
     _save_as_lgr(current, final, config, dataset)
-    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, settings.device)
-    write_json(run_dir / "eval.json", {"checkpoint": str(final), **evaluation.to_dict()})
-    return RunResult(
-        config=config,
-        history=history,
-        evaluation=evaluation,
-        checkpoint=final,
-        logdir=run_dir / "tensorboard",
-        wall_s=time.perf_counter() - started,
+    return evaluated_result(
+        model, dataset, config, final, history, eval_config, settings.device, started
     )
 
 

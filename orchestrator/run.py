@@ -68,18 +68,14 @@ def run(
     eval_config = eval_config or EvalConfig(seed=config.seed)
     prepared = preflight(config, settings)
     log.info("run directory %s", prepared.run_dir)
-    if prepared.config.method == "lgr":
+    job = train_job
+    if prepared.config.method_class.needs_masks:
+        # A method that trains on per-image masks runs in rounds that make them (LGR:
+        # explain, flag, refine); each round is a train_job with the same settings.
         from orchestrator.lgr import run_lgr
 
-        return run_lgr(
-            prepared.config,
-            prepared.dataset,
-            prepared.run_dir,
-            settings,
-            eval_config=eval_config,
-            on_epoch=on_epoch,
-        )
-    return train_job(
+        job = run_lgr
+    return job(
         prepared.config,
         prepared.dataset,
         prepared.run_dir,
@@ -97,7 +93,7 @@ def preflight(config: TrainConfig, settings: RunSettings) -> Prepared:
     except ValueError as error:
         raise ConfigError("device", str(error)) from error
     run_dir = settings.run_dir(config)
-    if config.method == "lgr":
+    if config.method_class.needs_masks:
         _check_lgr(config)
     dataset = load_dataset(
         config.dataset, data_dir=settings.data_dir, download=settings.download, seed=config.seed

@@ -152,14 +152,33 @@ def train_job(
         model, history = _fit_inline(
             config, dataset, run_dir, settings.device, on_epoch, masks, init_weights
         )
-    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, settings.device)
-    write_json(run_dir / "eval.json", {"checkpoint": str(checkpoint), **evaluation.to_dict()})
+    return evaluated_result(
+        model, dataset, config, checkpoint, history, eval_config, settings.device, started
+    )
+
+
+def evaluated_result(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    checkpoint: Path,
+    history: list[EpochMetrics],
+    eval_config: EvalConfig,
+    device: str,
+    started: float,
+) -> RunResult:
+    """Evaluate the trained model, write ``eval.json`` beside its checkpoint, and
+    return the run's result (``started``: its ``time.perf_counter()`` at the start)."""
+    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, device)
+    write_json(
+        checkpoint.parent / "eval.json", {"checkpoint": str(checkpoint), **evaluation.to_dict()}
+    )
     return RunResult(
         config=config,
         history=history,
         evaluation=evaluation,
         checkpoint=checkpoint,
-        logdir=run_dir / "tensorboard",
+        logdir=checkpoint.parent / "tensorboard",
         wall_s=time.perf_counter() - started,
     )
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.attacks import PGD
-from methods.options import Options
 from methods.saliency import (
     SaliencyMode,
     SaliencyTarget,
@@ -20,20 +19,19 @@ from methods.saliency import (
 from methods.training import _options
 from methods.training._divergence import kl_from_logits
 from methods.training.base import StepOutput, TrainingMethod
-from methods.training.sgt import _check_ratio_and_weight
+from methods.training.sgt import SGTOptions, _check_ratio_and_weight
 
 
 @dataclass(frozen=True)
-class ASGTOptions(Options):
-    attack_eps: float | None = _options.attack_eps()
-    attack_steps: int = _options.attack_steps()
-    mask_ratio: float = _options.mask_ratio(0.5, "fraction of pixels masked by saliency")
-    reg_weight: float = _options.reg_weight("KL term")
-    absolute_saliency: bool = _options.absolute_saliency()
-    saliency_target: str = _options.saliency_target()
+class ASGTOptions(SGTOptions):
+    """SGT's options (the saliency pass in train mode, as ASGT's code takes it), then
+    the training attack's."""
+
     saliency_mode: str = _options.saliency_mode(
         "train", "model mode of the saliency pass (ASGT's code never leaves train mode)"
     )
+    attack_eps: float | None = _options.attack_eps()
+    attack_steps: int = _options.attack_steps()
 
 
 class ASGT(TrainingMethod):
