@@ -40,12 +40,16 @@ __all__ = [
     "flagged_mask",
     "flagged_segments",
     "segment",
+    "segment_means",
+    "top_segments",
+    "unstable_segments",
 ]
 
 log = logging.getLogger(__name__)
 
 SEGMENTATIONS = ("auto", "slic", "quickshift", "grid")
-SPURIOUS_STRATEGIES = ("low_relevance", "high_relevance")
+#: Strategies that flag from one explanation's weights.
+SPURIOUS_STRATEGIES = ("low_relevance", "high_relevance", "irrelevant")
 
 
 @dataclass(frozen=True)
@@ -345,20 +349,71 @@ def fit_surrogate(
 # ----------------------------------------------------------------------------- flags
 
 
-def flagged_segments(weights: np.ndarray, strategy: str, ratio: float) -> np.ndarray:
-    """Segment ids to flag as spurious: ``low_relevance`` takes the bottom ``ratio``
-    fraction by signed weight (misleading first, then irrelevant), ``high_relevance``
-    the top fraction (over-reliance). At least one segment is flagged."""
+def flagged_segments(
+    weights: np.ndarray, strategy: str, ratio: float, *, threshold: float | None = None
+) -> np.ndarray:
+    """Segment ids to flag from one explanation's weights.
+
+    ``low_relevance`` takes the bottom ``ratio`` fraction by signed weight (misleading
+    first, then irrelevant), ``high_relevance`` the top fraction (over-reliance),
+    ``irrelevant`` the bottom fraction by |weight| (or every segment with |weight|
+    below ``threshold`` when given, possibly none). Otherwise at least one is flagged.
+    """
     if strategy not in SPURIOUS_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(SPURIOUS_STRATEGIES)}")
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"ratio must lie in (0, 1), got {ratio}")
+    _check_ratio(ratio)
+    if strategy == "irrelevant":
+        if threshold is not None:
+            return np.flatnonzero(np.abs(weights) < threshold)
+        return _bottom(np.abs(weights), ratio)
     k = max(1, round(ratio * len(weights)))
     order = np.argsort(weights, kind="stable")
     return order[:k] if strategy == "low_relevance" else order[::-1][:k]
 
 
-def flagged_mask(explanation: Explanation, strategy: str, ratio: float) -> np.ndarray:
+def unstable_segments(weight_runs: np.ndarray, ratio: float) -> np.ndarray:
+    """Segment ids whose weight varies most across re-explanations of one image:
+    ``weight_runs`` is (R, S), one row per re-explanation; the top ``ratio`` fraction
+    by standard deviation is flagged."""
+    _check_ratio(ratio)
+    runs = np.asarray(weight_runs)
+    if runs.ndim != 2 or runs.shape[0] < 2:
+        raise ValueError(f"need (R >= 2, S) weights of re-explanations, got {runs.shape}")
+    return _top(runs.std(axis=0), ratio)
+
+
+def segment_means(values: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """(S,) mean of ``values`` (H, W) over each segment id 0..S-1 of ``segments``."""
+    count = int(segments.max()) + 1
+    sums = np.bincount(segments.ravel(), weights=values.ravel(), minlength=count)
+    sizes = np.bincount(segments.ravel(), minlength=count)
+    return sums / np.maximum(sizes, 1)
+
+
+def top_segments(scores: np.ndarray, ratio: float) -> np.ndarray:
+    """The top ``ratio`` fraction of segments by ``scores`` (at least one)."""
+    _check_ratio(ratio)
+    return _top(np.asarray(scores), ratio)
+
+
+def _check_ratio(ratio: float) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must lie in (0, 1), got {ratio}")
+
+
+def _bottom(scores: np.ndarray, ratio: float) -> np.ndarray:
+    k = max(1, round(ratio * len(scores)))
+    return np.argsort(scores, kind="stable")[:k]
+
+
+def _top(scores: np.ndarray, ratio: float) -> np.ndarray:
+    k = max(1, round(ratio * len(scores)))
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def flagged_mask(
+    explanation: Explanation, strategy: str, ratio: float, *, threshold: float | None = None
+) -> np.ndarray:
     """(H, W) bool pixel mask of the flagged segments."""
-    flagged = flagged_segments(explanation.weights, strategy, ratio)
+    flagged = flagged_segments(explanation.weights, strategy, ratio, threshold=threshold)
     return np.isin(explanation.segments, flagged)

@@ -107,6 +107,19 @@ def validate(record: Any) -> None:
                 _check_range(field.name, item, field.metadata)
 
 
+def _tuples_from_text_and_lists(record: Any) -> None:
+    """A tuple-valued option also takes "a,b" (a flag, a spec) or a list (JSON)."""
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if not isinstance(field.default, tuple):
+            continue
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        elif isinstance(value, list):
+            value = tuple(value)
+        object.__setattr__(record, field.name, value)
+
+
 @dataclass(frozen=True)
 class Options:
     """A method's hyperparameters: subclass as a frozen dataclass of ``option`` fields.
@@ -116,6 +129,7 @@ class Options:
     """
 
     def __post_init__(self) -> None:
+        _tuples_from_text_and_lists(self)
         validate(self)
 
     def resolved(self, *, default_eps: float, epochs: int) -> Options:

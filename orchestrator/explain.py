@@ -62,12 +62,17 @@ class ExplainWorker:
         self.explainer = LimeExplainer(self.model, batch_size=batch_size)
         self.settings = settings
 
-    def explain(self, indices: np.ndarray, images: np.ndarray, labels: np.ndarray) -> pa.Table:
+    def explain(
+        self,
+        indices: np.ndarray,
+        images: np.ndarray,
+        labels: np.ndarray,
+        explain_label: str = "true",
+    ) -> pa.Table:
         x = torch.from_numpy(np.array(images))  # arrays from the object store are read-only
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        explanations = self.explainer.explain(
-            x, torch.from_numpy(np.array(labels)), self.settings, indices=indices.tolist()
-        )
+        targets = torch.from_numpy(np.array(labels)) if explain_label == "true" else None
+        explanations = self.explainer.explain(x, targets, self.settings, indices=indices.tolist())
         return explanations_table(indices, labels, explanations)
 
     def where(self) -> dict:
@@ -128,9 +133,11 @@ def explain_split(
     chunk: int = DEFAULT_CHUNK,
     batch_size: int | None = None,
     storage: str = "results",
+    explain_label: str = "true",
     on_chunk: Callable[[int, list], None] | None = None,
 ) -> ExplainReport:
-    """Explain the first ``limit`` images of a split (all if None) for their true labels.
+    """Explain the first ``limit`` images of a split (all if None) for their true labels
+    (``explain_label="predicted"``: for the model's predicted classes).
 
     Images the store already holds are skipped. Ray must be connected (``connect``).
 
@@ -143,7 +150,7 @@ def explain_split(
     data = dataset.train if split == "train" else dataset.test
     n = len(data) if limit is None else min(limit, len(data))
     settings = (settings or LimeSettings()).resolved(min(dataset.input_shape[1:]))
-    key = StoreKey(dataset.name, split, file_digest(checkpoint), settings)
+    key = StoreKey(dataset.name, split, file_digest(checkpoint), settings, explain_label)
     store = MaskStore(storage, key)
     done = store.done()
     todo = [i for i in range(n) if i not in done]
@@ -164,6 +171,7 @@ def explain_split(
                 todo,
                 chunk,
                 store,
+                explain_label,
                 on_chunk,
                 lambda: start_workers(
                     state_ref,
@@ -191,7 +199,7 @@ def explain_split(
     )
 
 
-def _run_chunks(workers, data, todo, chunk, store, on_chunk, replacement) -> None:
+def _run_chunks(workers, data, todo, chunk, store, explain_label, on_chunk, replacement) -> None:
     chunks = [np.asarray(todo[i : i + chunk], dtype=np.int64) for i in range(0, len(todo), chunk)]
     pending = list(range(len(chunks)))[::-1]  # a stack: pop() takes the next chunk
     in_flight: dict[ray.ObjectRef, tuple[int, int, object]] = {}  # ref -> (chunk, slot, actor)
@@ -203,7 +211,7 @@ def _run_chunks(workers, data, todo, chunk, store, on_chunk, replacement) -> Non
             ids = chunks[index]
             images = data.images[torch.from_numpy(ids)].numpy()
             labels = data.labels[torch.from_numpy(ids)].numpy()
-            ref = workers[slot].explain.remote(ids, images, labels)
+            ref = workers[slot].explain.remote(ids, images, labels, explain_label)
             in_flight[ref] = (index, slot, workers[slot])
 
     for slot in range(len(workers)):

@@ -13,11 +13,22 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from methods.data import Dataset
-from methods.lime import LimeExplainer, LimeSettings
+from methods.lime import (
+    SPURIOUS_STRATEGIES,
+    Explanation,
+    LimeExplainer,
+    LimeSettings,
+    flagged_segments,
+    segment_means,
+    top_segments,
+    unstable_segments,
+)
 from methods.loop import EpochMetrics, save_checkpoint
+from methods.saliency import input_saliency
 from methods.training.lgr import LGROptions
 from orchestrator.checkpoints import checkpoint_meta, read_checkpoint, restore_model
 from orchestrator.config import EvalConfig, RunSettings, TrainConfig
@@ -54,39 +65,111 @@ def flag_masks(
 ) -> torch.Tensor:
     """(N, 1, H, W) bool masks of the flagged pixels of every training image.
 
-    ``annotated`` takes the data set's ground truth; the other strategies explain the
-    first ``explain_fraction`` of the training set and flag from the weights (images
-    left unexplained get an empty mask: no penalty, no masking).
+    Each ``spurious`` strategy flags its own share; a union flags what any member
+    flags. ``annotated`` takes the data set's ground truth; the others explain the first
+    ``explain_fraction`` of the training set through the actors and the mask store
+    (``unstable`` ``reexplanations`` times, each with its own seed; a rerun reads them
+    back) and flag from the weights or, for ``gradient``, from the model's input
+    gradients per superpixel. Images left unexplained get an empty mask (no penalty,
+    no masking). With ``global_mask_share`` every image gets one global mask instead:
+    the pixels flagged in more than that share of the flagged images.
     """
     options = _lgr(config)
     train = dataset.train
-    if options.spurious == "annotated":
-        return train.masks.clone()
+    masks = torch.zeros(len(train), 1, *dataset.input_shape[1:], dtype=torch.bool)
+    if "annotated" in options.spurious:
+        masks |= train.masks.bool()
+    limit = len(train)
+    if options.uses_lime:
+        limit = max(1, round(options.explain_fraction * len(train)))
+        runs = _explanations(config, dataset, checkpoint, storage, actors, limit)
+        gradients = None
+        if "gradient" in options.spurious:
+            gradients = _segment_gradients(checkpoint, dataset, runs[0], config.seed)
+        for index, explanation in runs[0].items():
+            flagged = _flagged_segments(options, index, runs, gradients)
+            masks[index, 0] |= torch.from_numpy(np.isin(explanation.segments, flagged))
+    if options.global_mask_share is not None:
+        share = masks[:limit].float().mean(dim=0)
+        masks[:] = share > options.global_mask_share
+    return masks
+
+
+def _explanations(
+    config: TrainConfig, dataset: Dataset, checkpoint: Path, storage: str, actors: int, limit: int
+) -> list[dict[int, Explanation]]:
+    """LIME explanations of the first ``limit`` training images: one run, or one per
+    re-explanation seed for ``unstable`` (each its own key in the mask store)."""
     from orchestrator.explain import explain_split
 
-    limit = max(1, round(options.explain_fraction * len(train)))
-    settings = LimeSettings(num_samples=options.lime_samples, seed=config.seed)
-    report = explain_split(
-        str(checkpoint),
-        dataset,
-        split="train",
-        settings=settings,
-        limit=limit,
-        actors=actors,
-        storage=storage,
-    )
-    log.info(
-        "explained %d training images (%d from the store), %.1f images/s",
-        report.requested,
-        report.reused,
-        report.images_per_s,
-    )
-    masks = torch.zeros(len(train), 1, *dataset.input_shape[1:], dtype=torch.bool)
-    store = MaskStore(storage, report.key)
-    for index, mask in store.masks(options.spurious, options.mask_ratio).items():
-        if index < limit:
-            masks[index, 0] = torch.from_numpy(mask)
-    return masks
+    options = _lgr(config)
+    count = options.reexplanations if "unstable" in options.spurious else 1
+    runs = []
+    for run_ in range(count):
+        # Seeds far apart: image i's masks are drawn from (seed, i).
+        settings = LimeSettings(num_samples=options.lime_samples, seed=config.seed + 7919 * run_)
+        report = explain_split(
+            str(checkpoint),
+            dataset,
+            split="train",
+            settings=settings,
+            limit=limit,
+            actors=actors,
+            storage=storage,
+            explain_label=options.explain_label,
+        )
+        log.info(
+            "explained %d training images (%d from the store), %.1f images/s",
+            report.requested,
+            report.reused,
+            report.images_per_s,
+        )
+        stored = MaskStore(storage, report.key).explanations()
+        runs.append({i: e for i, e in stored.items() if i < limit})
+    return runs
+
+
+def _flagged_segments(
+    options: LGROptions,
+    index: int,
+    runs: list[dict[int, Explanation]],
+    gradients: dict[int, np.ndarray] | None,
+) -> np.ndarray:
+    explanation = runs[0][index]
+    flagged = []
+    for strategy in options.spurious:
+        if strategy in SPURIOUS_STRATEGIES:
+            flagged.append(
+                flagged_segments(
+                    explanation.weights,
+                    strategy,
+                    options.mask_ratio,
+                    threshold=options.irrelevant_threshold,
+                )
+            )
+        elif strategy == "unstable":
+            weights = np.stack([run[index].weights for run in runs])
+            flagged.append(unstable_segments(weights, options.mask_ratio))
+        elif strategy == "gradient":
+            flagged.append(top_segments(gradients[index], options.mask_ratio))
+    return np.concatenate(flagged) if flagged else np.array([], dtype=np.int64)
+
+
+def _segment_gradients(
+    checkpoint: Path, dataset: Dataset, explanations: dict[int, Explanation], seed: int
+) -> dict[int, np.ndarray]:
+    """Image index -> mean |d log p_y / dx| (averaged over channels) of each superpixel."""
+    model = restore_model(read_checkpoint(checkpoint)).eval()
+    indices = sorted(explanations)
+    scores = {}
+    for start in range(0, len(indices), 256):
+        batch = indices[start : start + 256]
+        images, labels = dataset.train.tensors(torch.tensor(batch))
+        saliency = input_saliency(model, images, labels, absolute=True, target="log_prob")
+        for i, index in enumerate(batch):
+            segments = explanations[index].segments
+            scores[index] = segment_means(saliency[i].numpy(), segments)
+    return scores
 
 
 def _starting_checkpoint(
@@ -100,6 +183,20 @@ def _starting_checkpoint(
     ).resolved(dataset.default_eps)
     result = train_job(pretrain, dataset, run_dir / "pretrain", settings, eval_config=ROUND_EVAL)
     return result.checkpoint
+
+
+def _write_flags(writer, dataset: Dataset, masks: torch.Tensor, config, round_: int) -> None:
+    from orchestrator.plots import flags_figure
+
+    flagged = torch.nonzero(masks.flatten(1).any(1)).flatten()[:OVERLAY_IMAGES]
+    if len(flagged) == 0:
+        return
+    images, _ = dataset.train.tensors(flagged)
+    strategies = ",".join(_lgr(config).spurious)
+    figure = flags_figure(
+        images.numpy(), masks[flagged, 0].numpy(), title=f"round {round_}: {strategies}"
+    )
+    writer.add_figure("lgr/flagged_training_images", figure, global_step=round_)
 
 
 def _write_overlays(writer, model, dataset: Dataset, config: TrainConfig, round_: int) -> None:
@@ -138,7 +235,7 @@ def run_lgr(
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG_NAME, config.to_dict())
-    if _lgr(config).spurious != "annotated":  # only LIME needs Ray
+    if _lgr(config).uses_lime:  # only LIME needs Ray
         from orchestrator.ray_setup import connect
 
         connect(settings.address)
@@ -165,6 +262,7 @@ def run_lgr(
             ]
             current = result.checkpoint
             _log_round(writer, result.history[-1], masks.float().mean().item(), round_)
+            _write_flags(writer, dataset, masks, config, round_)
             model = restore_model(read_checkpoint(current))
             _write_overlays(writer, model, dataset, config, round_)
     final = run_dir / CHECKPOINT_NAME

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from methods.lime import Explanation
 
-__all__ = ["explanation_figure", "saliency_figure", "save_explanation_pngs"]
+__all__ = ["explanation_figure", "flags_figure", "saliency_figure", "save_explanation_pngs"]
 
 
 def _show(ax, image: np.ndarray) -> None:
@@ -90,6 +90,23 @@ def saliency_figure(images: np.ndarray, saliency: np.ndarray, title: str = "") -
         axes[1, i].imshow(saliency[i], cmap="RdBu_r", vmin=-bound, vmax=bound)
         axes[1, i].set_xticks([])
         axes[1, i].set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def flags_figure(images: np.ndarray, masks: np.ndarray, title: str = "") -> Figure:
+    """Training images (N, C, H, W) with their flagged pixels (N, H, W) painted red:
+    what an LGR round penalizes and masks."""
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.2), squeeze=False)
+    for ax, image, mask in zip(axes[0], images, masks, strict=True):
+        _show(ax, image)
+        overlay = np.zeros((*mask.shape, 4))
+        overlay[mask.astype(bool)] = (1.0, 0.1, 0.1, 0.6)
+        ax.imshow(overlay)
+        ax.set_title(f"{100 * mask.mean():.0f}% flagged", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -112,7 +112,7 @@ def preflight(config: TrainConfig, settings: RunSettings) -> Prepared:
 
 def _check_lgr(config: TrainConfig) -> None:
     options = config.options
-    if options.spurious == "annotated" and config.dataset not in ANNOTATED_DATASETS:
+    if "annotated" in options.spurious and config.dataset not in ANNOTATED_DATASETS:
         raise ConfigError(
             "spurious",
             f"'annotated' needs a data set with ground-truth masks "

@@ -62,10 +62,13 @@ class StoreKey:
     split: str
     checkpoint_sha256: str
     settings: LimeSettings  # resolved (no "auto")
+    explain_label: str = "true"  # "true": each image's label; "predicted": the model's class
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}-{self.split}-{self.checkpoint_sha256[:12]}-{self.settings.digest()}"
+        name = f"{self.dataset}-{self.split}-{self.checkpoint_sha256[:12]}-{self.settings.digest()}"
+        # Keys of true-label explanations keep the names stores already hold.
+        return name if self.explain_label == "true" else f"{name}-{self.explain_label}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "settings": asdict(self.settings)}

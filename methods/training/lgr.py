@@ -13,15 +13,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.attacks import PGD
+from methods.attacks import FGSM, PGD, Attack
 from methods.lime import SPURIOUS_STRATEGIES
-from methods.options import Options, option
+from methods.options import ConfigError, Options, option
 from methods.saliency import mask_with_noise
 from methods.training import _options
 from methods.training.base import StepOutput, TrainingMethod
 
-#: How the rounds flag superpixels: the LIME strategies, or the data set's ground truth.
-SPURIOUS = (*SPURIOUS_STRATEGIES, "annotated")
+#: How the rounds flag superpixels: from LIME weights (one explanation, or the spread
+#: of several), from input gradients, or the data set's ground truth. A tuple of them
+#: flags the union, each member its own share.
+SPURIOUS = (*SPURIOUS_STRATEGIES, "unstable", "gradient", "annotated")
+FILLS = ("noise", "mean", "zero")
+PENALTY_TARGETS = ("log_prob", "logit_predicted")
+PENALTY_REDUCTIONS = ("sum", "mean")
+REFINE_ATTACKS = ("pgd", "fgsm")
 
 
 @dataclass(frozen=True)
@@ -31,18 +37,69 @@ class LGROptions(Options):
 
     attack_eps: float | None = _options.attack_eps()
     attack_steps: int = _options.attack_steps()
-    reg_weight: float = _options.reg_weight("input-gradient penalty on flagged pixels")
-    feature_masking: bool = option(
-        True, help="replace flagged pixels with noise before the forward pass"
+    refine_attack: str = option(
+        "pgd",
+        help="attack of the adversarial term: pgd (random start, --attack-steps) or fgsm "
+        "(one step of eps, no random start; Adversarial_XAI's augmentation)",
+        choices=REFINE_ATTACKS,
     )
-    mask_ratio: float = _options.mask_ratio(0.2, "fraction of superpixels flagged per image")
+    reg_weight: float = _options.reg_weight("input-gradient penalty on flagged pixels")
+    penalty_target: str = option(
+        "log_prob",
+        help="output whose input gradient is penalized: log_prob (log p of the true "
+        "label) or logit_predicted (the predicted class's logit, as Adversarial_XAI)",
+        choices=PENALTY_TARGETS,
+    )
+    penalty_reduction: str = option(
+        "sum",
+        help="sum (squared gradient summed per image, averaged over the batch) or mean "
+        "(averaged over every element, as Adversarial_XAI)",
+        choices=PENALTY_REDUCTIONS,
+    )
+    feature_masking: bool = option(
+        True, help="replace flagged pixels (see --fill) before the forward pass"
+    )
+    fill: str = option(
+        "noise",
+        help="what replaces flagged pixels: noise (uniform in the image's range), mean "
+        "(the image's per-channel mean) or zero",
+        choices=FILLS,
+    )
+    mask_ratio: float = _options.mask_ratio(
+        0.2, "fraction of superpixels flagged per image by each --spurious strategy"
+    )
     rounds: int = option(2, help="explain-flag-refine rounds", low=1)
-    spurious: str = option(
-        "low_relevance",
-        help="which superpixels to flag: low_relevance (bottom-k LIME weights), "
-        "high_relevance (top-k), annotated (the data set's ground-truth masks; "
+    spurious: tuple[str, ...] = option(
+        ("low_relevance",),
+        help="which superpixels to flag, one strategy or a union (a,b): low_relevance "
+        "(bottom-k LIME weights), high_relevance (top-k), irrelevant (bottom-k |weight|), "
+        "unstable (top-k spread of the weight across --reexplanations), gradient (top-k "
+        "mean |input gradient|), annotated (the data set's ground-truth masks; "
         "digits_shortcut)",
         choices=SPURIOUS,
+        metavar="S[,S...]",
+    )
+    reexplanations: int = option(
+        3, help="unstable: LIME explanations of each image, each with its own seed", low=2
+    )
+    irrelevant_threshold: float | None = option(
+        None,
+        help="irrelevant: flag every superpixel with |weight| below this instead of the "
+        "bottom --mask-ratio",
+        low=0.0,
+    )
+    global_mask_share: float | None = option(
+        None,
+        help="flag one global mask instead: the pixels flagged in more than this share of "
+        "the explained images, applied to every image",
+        low=0.0,
+        high=1.0,
+        open_high=True,
+    )
+    explain_label: str = option(
+        "true",
+        help="class LIME explains: true (the label) or predicted (the model's class)",
+        choices=("true", "predicted"),
     )
     explain_fraction: float = option(
         1.0,
@@ -61,41 +118,73 @@ class LGROptions(Options):
         low=1,
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.spurious:
+            raise ConfigError("spurious", f"name at least one; valid: {', '.join(SPURIOUS)}")
+
     def resolved(self, *, default_eps: float, epochs: int) -> LGROptions:
         options = super().resolved(default_eps=default_eps, epochs=epochs)
         if self.start_checkpoint is None and self.pretrain_epochs is None:
             options = replace(options, pretrain_epochs=epochs)
         return options  # type: ignore[return-value]
 
+    @property
+    def uses_lime(self) -> bool:
+        return any(strategy != "annotated" for strategy in self.spurious)
+
 
 def masked_gradient_penalty(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    target: str = "log_prob",
+    reduction: str = "sum",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, ||d log p_y(x) / dx * m||^2 summed per image, averaged over the batch).
+    """(logits, the squared input gradient on the masked pixels).
 
+    ``target``: ``log_prob`` differentiates log p_y(x) of the true label,
+    ``logit_predicted`` the logit of the predicted class. ``reduction``: ``sum`` sums
+    per image and averages over the batch, ``mean`` averages over every element.
     The graph is kept (``create_graph``), so the penalty trains the parameters
     (double back-propagation, Ross & Doshi-Velez 2018's "right for the right reasons").
     """
     x = images.detach().requires_grad_(True)
     logits = model(x)
-    log_p = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
-    (grad,) = torch.autograd.grad(log_p, x, create_graph=True)
-    penalty = (grad * masks).pow(2).sum(dim=(1, 2, 3)).mean()
+    if target == "log_prob":
+        chosen = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
+    else:
+        chosen = logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
+    (grad,) = torch.autograd.grad(chosen, x, create_graph=True)
+    squared = (grad * masks).pow(2)
+    penalty = squared.sum(dim=(1, 2, 3)).mean() if reduction == "sum" else squared.mean()
     return logits, penalty
+
+
+def fill_masked(images: torch.Tensor, masks: torch.Tensor, fill: str) -> torch.Tensor:
+    """``images`` with the pixels of ``masks`` ((N, 1, H, W), every channel) replaced."""
+    if fill == "noise":
+        return mask_with_noise(images, masks)
+    value = images.mean(dim=(2, 3), keepdim=True) if fill == "mean" else torch.zeros(())
+    return torch.where(masks.bool(), value.to(images), images)
 
 
 class LGR(TrainingMethod):
     """Loss = CE(f(x'), y) + reg_weight * ||(d log p_y(x') / dx') * m||^2 + CE(f(x_adv'), y).
 
-    x' is x with its flagged pixels (mask m, (N, 1, H, W)) replaced by uniform noise in
-    the image's range (feature masking); x_adv' is PGD on x' at ``eps`` (adversarial
-    training; left out when ``eps`` is 0).
+    x' is x with its flagged pixels (mask m, (N, 1, H, W)) replaced (feature masking;
+    ``fill``: uniform noise in the image's range by default); x_adv' is PGD (or FGSM)
+    on x' at ``eps`` (adversarial training; left out when ``eps`` is 0).
 
     Args:
         eps: L-inf radius of the training attack on the [0,1] scale.
         reg_weight: weight of the input-gradient penalty on flagged pixels, >= 0.
         steps: PGD steps.
-        feature_masking: replace flagged pixels with noise before the forward pass.
+        feature_masking: replace flagged pixels before the forward pass.
+        fill, penalty_target, penalty_reduction, attack: the choices of
+            ``LGROptions`` (defaults: the papers'; alternatives: Adversarial_XAI's).
     """
 
     name = "lgr"
@@ -109,12 +198,21 @@ class LGR(TrainingMethod):
         *,
         steps: int = 10,
         feature_masking: bool = True,
+        fill: str = "noise",
+        penalty_target: str = "log_prob",
+        penalty_reduction: str = "sum",
+        attack: str = "pgd",
     ) -> None:
         if reg_weight < 0:
             raise ValueError(f"reg_weight must be >= 0, got {reg_weight}")
-        self.attack = PGD(eps, steps=steps) if eps > 0 else None
+        self.attack: Attack | None = None
+        if eps > 0:
+            self.attack = PGD(eps, steps=steps) if attack == "pgd" else FGSM(eps)
         self.reg_weight = reg_weight
         self.feature_masking = feature_masking
+        self.fill = fill
+        self.penalty_target = penalty_target
+        self.penalty_reduction = penalty_reduction
 
     @classmethod
     def from_options(cls, options: LGROptions) -> LGR:  # type: ignore[override]
@@ -123,6 +221,10 @@ class LGR(TrainingMethod):
             options.reg_weight,
             steps=options.attack_steps,
             feature_masking=options.feature_masking,
+            fill=options.fill,
+            penalty_target=options.penalty_target,
+            penalty_reduction=options.penalty_reduction,
+            attack=options.refine_attack,
         )
 
     def loss(
@@ -134,8 +236,15 @@ class LGR(TrainingMethod):
     ) -> StepOutput:
         if masks is None:
             raise ValueError("LGR needs a mask of flagged pixels with every batch")
-        refined = mask_with_noise(images, masks) if self.feature_masking else images
-        logits, penalty = masked_gradient_penalty(model, refined, labels, masks)
+        refined = fill_masked(images, masks, self.fill) if self.feature_masking else images
+        logits, penalty = masked_gradient_penalty(
+            model,
+            refined,
+            labels,
+            masks,
+            target=self.penalty_target,
+            reduction=self.penalty_reduction,
+        )
         ce = F.cross_entropy(logits, labels)
         loss = ce + self.reg_weight * penalty
         terms = {"ce": ce.detach(), "grad_penalty": penalty.detach()}

@@ -16,7 +16,11 @@ from methods.lime import (
     flagged_mask,
     flagged_segments,
     segment,
+    segment_means,
+    top_segments,
+    unstable_segments,
 )
+from methods.saliency import input_saliency
 
 
 def _lime_package_weights(model, image: torch.Tensor, target: int, segments, num_samples):
@@ -155,6 +159,79 @@ def test_flags_pick_the_bottom_or_top_fraction():
         flagged_segments(weights, "random", 0.3)
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         flagged_segments(weights, "low_relevance", 1.0)
+
+
+def test_irrelevant_flags_the_lowest_absolute_weights():
+    weights = np.array([0.3, -0.2, 0.01, 0.5, -0.4, 0.1, 0.2, -0.03, 0.05, 0.4])
+    assert sorted(flagged_segments(weights, "irrelevant", 0.3)) == [2, 7, 8]
+    assert sorted(flagged_segments(weights, "irrelevant", 0.3, threshold=0.1)) == [2, 7, 8]
+    assert sorted(flagged_segments(weights, "irrelevant", 0.3, threshold=0.25)) == [
+        1,
+        2,
+        5,
+        6,
+        7,
+        8,
+    ]
+    assert len(flagged_segments(weights, "irrelevant", 0.3, threshold=0.001)) == 0
+
+
+def test_unstable_and_top_segments():
+    runs = np.array([[0.1, 0.5, -0.3, 0.0], [0.1, -0.5, -0.31, 0.01], [0.12, 0.4, -0.29, 0.0]])
+    assert list(unstable_segments(runs, 0.25)) == [1]  # the weight that flips sign
+    assert sorted(top_segments(np.array([0.2, 3.0, 0.1, 2.0]), 0.5)) == [1, 3]
+    segments = np.array([[0, 0, 1], [2, 2, 1]])
+    values = np.array([[1.0, 3.0, 5.0], [0.0, 2.0, 7.0]])
+    np.testing.assert_allclose(segment_means(values, segments), [2.0, 6.0, 1.0])
+    with pytest.raises(ValueError, match="R >= 2"):
+        unstable_segments(runs[:1], 0.25)
+
+
+class _CoinFlipOnOneCell(torch.nn.Module):
+    """Class 0's logit reads cell 0 (the top-left 2x2 grid cell) through its checker
+    pattern, which LIME's mean fill erases, with a sign drawn by a coin flip per
+    forward call. An explanation is one batched call, so cell 0's LIME weight flips
+    sign from one re-explanation to the next: unstable by construction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(4.0))  # LimeExplainer reads the device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shown = (x[:, 0, 0, 0] - x[:, 0, 0, 1]).abs()
+        sign = 1.0 if torch.rand(()) < 0.5 else -1.0
+        logits = torch.zeros(len(x), 10, device=x.device)
+        logits[:, 0] = sign * self.scale * shown
+        return logits
+
+
+def test_unstable_flags_the_superpixel_whose_weight_flips_between_explanations():
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 1, 8, 8, generator=generator)
+    image[0, 0, 0:2, 0:2] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    explainer = LimeExplainer(_CoinFlipOnOneCell(), batch_size=10_000)
+    settings = [LimeSettings(num_samples=200, segmentation="grid", seed=s) for s in range(6)]
+    runs = [explainer.explain(image, [0], s)[0] for s in settings]
+    weights = np.stack([run.weights for run in runs])
+    assert all(np.array_equal(runs[0].segments, run.segments) for run in runs)
+    assert (weights[:, 0] > 0.05).any() and (weights[:, 0] < -0.05).any()  # it flips
+    assert list(unstable_segments(weights, 1 / 16)) == [0]
+    # One explanation alone cannot tell: by |weight| cell 0 is the most relevant.
+    assert 0 not in flagged_segments(runs[0].weights, "irrelevant", 0.5)
+
+
+def test_gradient_flags_the_superpixels_the_model_reads():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    with torch.no_grad():
+        model[1].weight.mul_(0.01)
+        model[1].weight.view(10, 8, 8)[:, 4:6, 6:8] = 3.0 * torch.randn(10, 2, 2)  # cell 11
+    image = torch.rand(1, 1, 8, 8)
+    segments = segment(image[0].numpy(), LimeSettings(segmentation="grid").resolved(8))
+    saliency = input_saliency(model, image, torch.tensor([3]), absolute=True, target="log_prob")
+    scores = segment_means(saliency[0].numpy(), segments)
+    assert list(top_segments(scores, 1 / 16)) == [int(segments[4, 6])]
 
 
 def test_bad_settings_raise():

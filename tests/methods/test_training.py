@@ -11,7 +11,7 @@ from methods.loop import LoopConfig, fit
 from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
 from methods.training import ASGT, LGR, SGT, build_method
 from methods.training._divergence import kl_from_logits
-from methods.training.lgr import masked_gradient_penalty
+from methods.training.lgr import fill_masked, masked_gradient_penalty
 
 
 def _linear(seed: int = 0) -> nn.Module:
@@ -93,6 +93,50 @@ def test_lgr_penalty_is_zero_off_the_mask_and_grows_with_the_gradient_there():
         expected = (grad * mask).pow(2).sum(dim=(1, 2, 3)).mean()
     penalty = masked_gradient_penalty(model, images, labels, mask)[1]
     torch.testing.assert_close(penalty, expected)
+
+
+def test_lgr_penalty_options_follow_adversarial_xai():
+    """logit_predicted differentiates the predicted class's logit (for a linear model,
+    its weight row); mean averages over every element instead of summing per image."""
+    model = _linear()
+    images, labels = _batch()
+    mask = torch.zeros(5, 1, 4, 4)
+    mask[:, :, :2] = 1
+    weight = model[1].weight
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+        grad = weight[predicted].view(5, 2, 4, 4)
+        squared = (grad * mask).pow(2)
+    _, penalty = masked_gradient_penalty(
+        model, images, labels, mask, target="logit_predicted", reduction="mean"
+    )
+    torch.testing.assert_close(penalty, squared.mean())
+    _, summed = masked_gradient_penalty(model, images, labels, mask, target="logit_predicted")
+    torch.testing.assert_close(summed, squared.sum(dim=(1, 2, 3)).mean())
+
+
+@pytest.mark.parametrize("fill", ["noise", "mean", "zero"])
+def test_lgr_fills_flagged_pixels_and_only_those(fill):
+    images, _ = _batch()
+    mask = torch.zeros(5, 1, 4, 4)
+    mask[:, :, 1:3, 1:3] = 1
+    filled = fill_masked(images, mask, fill)
+    keep = ~mask.bool().expand_as(images)
+    assert torch.equal(filled[keep], images[keep])
+    inside = filled[~keep].view(5, 2, 4)
+    if fill == "zero":
+        assert torch.all(inside == 0)
+    elif fill == "mean":
+        torch.testing.assert_close(inside, images.mean(dim=(2, 3))[:, :, None].expand(5, 2, 4))
+    else:
+        assert not torch.equal(inside, images[~keep].view(5, 2, 4))
+
+
+def test_lgr_refine_attack_choice():
+    assert LGR(0.1, attack="fgsm").attack.steps == 1
+    assert LGR(0.1, attack="fgsm").attack.random_start is False
+    assert LGR(0.1, steps=3).attack.steps == 3
+    assert LGR(0.0, attack="fgsm").attack is None
 
 
 @pytest.mark.parametrize(

@@ -88,3 +88,68 @@ def test_bad_lgr_flags_exit_2(extra, parts, tmp_path, capsys, monkeypatch):
     assert code == 2 and len(err.splitlines()) == 1, err
     assert all(part in err for part in parts), err
     assert list(tmp_path.iterdir()) == []
+
+
+def _flags(spurious, digits, checkpoint, storage, **options):
+    config = TrainConfig.create(
+        method="lgr", mask_ratio=0.25, explain_fraction=0.03, lime_samples=100,
+        attack_eps=0.1, spurious=spurious, **options,
+    )  # fmt: skip
+    return flag_masks(config, digits, checkpoint, storage=str(storage), actors=2)
+
+
+def test_a_union_flags_what_any_member_flags(local_ray, digits_checkpoint, digits, tmp_path):
+    explained = round(0.03 * len(digits.train))
+    unstable = _flags("unstable", digits, digits_checkpoint, tmp_path, reexplanations=3)
+    # Three re-explanations, each under its own key in the store.
+    assert len(list((tmp_path / "explanations").iterdir())) == 3
+    irrelevant = _flags("irrelevant", digits, digits_checkpoint, tmp_path)
+    both = _flags("unstable,irrelevant", digits, digits_checkpoint, tmp_path, reexplanations=3)
+    assert len(list((tmp_path / "explanations").iterdir())) == 3  # read back, not redone
+    assert torch.equal(both, unstable | irrelevant)
+    assert not torch.equal(unstable, irrelevant)
+    per_image = unstable.flatten(1).float().mean(1)
+    assert torch.all(per_image[:explained] == 0.25) and torch.all(per_image[explained:] == 0)
+    gradient = _flags("gradient", digits, digits_checkpoint, tmp_path)
+    assert torch.all(gradient.flatten(1).float().mean(1)[:explained] == 0.25)
+
+
+def test_a_global_mask_is_shared_by_every_image(local_ray, digits_checkpoint, digits, tmp_path):
+    per_image = _flags("low_relevance", digits, digits_checkpoint, tmp_path)
+    explained = round(0.03 * len(digits.train))
+    shared = _flags("low_relevance", digits, digits_checkpoint, tmp_path, global_mask_share=0.3)
+    expected = per_image[:explained].float().mean(0) > 0.3
+    assert torch.equal(shared, expected.expand_as(shared))
+    assert 0 < expected.sum() < expected.numel()
+
+
+def test_lgr_with_a_union_of_strategies_runs_and_draws_its_flags(
+    local_ray, digits_checkpoint, tmp_path
+):
+    argv = [
+        "train", "--method", "lgr", "--start-checkpoint", str(digits_checkpoint),
+        "--spurious", "unstable,irrelevant", "--reexplanations", "2", "--rounds", "1",
+        "--epochs", "1", "--explain-fraction", "0.03", "--lime-samples", "100",
+        "--attack-eps", "0", "--storage", str(tmp_path), "--out", "lgr",
+        "--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "20",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    events = EventAccumulator(str(tmp_path / "lgr" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Images("lgr/flagged_training_images")] == [1]
+    recorded = json.loads((tmp_path / "lgr" / "config.json").read_text())
+    assert recorded["spurious"] == ["unstable", "irrelevant"]
+
+
+def test_predicted_label_explanations_have_their_own_key(
+    local_ray, digits_checkpoint, digits, tmp_path
+):
+    import pandas as pd
+
+    _flags("low_relevance", digits, digits_checkpoint, tmp_path, explain_label="predicted")
+    (folder,) = (tmp_path / "explanations").iterdir()
+    assert folder.name.endswith("-predicted")
+    rows = pd.read_parquet(folder)
+    assert (rows["target"] == rows["predicted"]).all()
+    # The 3-epoch model gets some of these images wrong: there the targets differ.
+    assert 0.5 < (rows["target"] == rows["label"]).mean() < 1.0
