@@ -146,12 +146,12 @@ class TrainConfig:
         monitor = self.monitor_eps
         if monitor is None:
             monitor = train_eps if train_eps else default_eps
-        every = self.monitor_every or max(1, self.epochs // 10)
+        # monitor_every stays None ("about ten points a run"): resolving it from the
+        # epochs would make a run extended to more epochs look like other settings.
         return dataclasses.replace(
             self,
             model=self.model_name,
             monitor_eps=monitor,
-            monitor_every=every,
             options=options,
         )
 

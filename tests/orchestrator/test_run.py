@@ -67,6 +67,16 @@ def test_resolved_config_records_the_values_used(tmp_path):
     assert TrainConfig.from_dict(recorded) == result.config
 
 
+def test_an_extended_config_resolves_to_the_same_settings():
+    """More epochs extend a run: resolution must not turn the epoch count into other
+    recorded settings (monitor_every, say), or the extension would be refused."""
+    for method, options in [("erm", {}), ("adversarial", {}), ("lgr", {"attack_eps": 0.0})]:
+        short = TrainConfig.create(method=method, epochs=30, **options).resolved(0.1)
+        long = TrainConfig.create(method=method, epochs=60, **options).resolved(0.1)
+        ignored = ("epochs", "pretrain_epochs") if method == "lgr" else ("epochs",)
+        assert long.differences(short, ignore=ignored) == [], method
+
+
 def test_run_settings_are_validated():
     for field, value in [("workers", 0), ("gpus_per_worker", -1.0), ("actors", 0)]:
         with pytest.raises(ConfigError) as error:
