@@ -222,6 +222,7 @@ def fit(
     meta: dict[str, Any] | None = None,
     on_epoch_end: Callable[[EpochMetrics], None] | None = None,
     wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    monitor_name: str = "test",
 ) -> list[EpochMetrics]:
     """Train ``model`` with ``method``'s loss on ``train``.
 
@@ -232,6 +233,8 @@ def fit(
     Args:
         config: optimization settings (``LoopConfig``).
         test: split for the per-epoch clean and robust accuracy; None skips them.
+        monitor_name: what ``test`` is (``"val"`` for a held-out validation split), in
+            log lines and TensorBoard tags (``accuracy/val_clean``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         logdir: TensorBoard event files go here when given.
         checkpoint: written after every epoch (model, optimizer, schedule, epoch,
@@ -313,7 +316,7 @@ def fit(
                 clean, robust = _monitor(model, test, config, device, epoch)
                 metrics = replace(metrics, test_acc=clean, test_robust_acc=robust)
             history.append(metrics)
-            _log_epoch(metrics, writer, optimizer)
+            _log_epoch(metrics, writer, optimizer, monitor_name)
             if checkpoint is not None and rank == 0:
                 save_checkpoint(
                     checkpoint,
@@ -433,13 +436,17 @@ def _train_epoch(
     )
 
 
-def _log_epoch(metrics: EpochMetrics, writer: Any, optimizer: torch.optim.Optimizer) -> None:
+def _log_epoch(
+    metrics: EpochMetrics, writer: Any, optimizer: torch.optim.Optimizer, split: str
+) -> None:
     log.info(
-        "epoch %d: loss %.4f, train acc %.4f, test acc %s, test PGD acc %s (%.2fs)",
+        "epoch %d: loss %.4f, train acc %.4f, %s acc %s, %s PGD acc %s (%.2fs)",
         metrics.epoch,
         metrics.loss,
         metrics.train_acc,
+        split,
         _fmt(metrics.test_acc),
+        split,
         _fmt(metrics.test_robust_acc),
         metrics.seconds,
     )
@@ -449,9 +456,9 @@ def _log_epoch(metrics: EpochMetrics, writer: Any, optimizer: torch.optim.Optimi
     writer.add_scalar("loss/train", metrics.loss, step)
     writer.add_scalar("accuracy/train", metrics.train_acc, step)
     if metrics.test_acc is not None:
-        writer.add_scalar("accuracy/test_clean", metrics.test_acc, step)
+        writer.add_scalar(f"accuracy/{split}_clean", metrics.test_acc, step)
     if metrics.test_robust_acc is not None:
-        writer.add_scalar("accuracy/test_pgd", metrics.test_robust_acc, step)
+        writer.add_scalar(f"accuracy/{split}_pgd", metrics.test_robust_acc, step)
     for name, value in metrics.terms.items():
         writer.add_scalar(f"loss_terms/{name}", value, step)
     writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)

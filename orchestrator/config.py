@@ -84,6 +84,16 @@ class TrainConfig:
         "10 points a run; a PGD-10 pass costs about an ERM epoch on digits)",
         low=1,
     )
+    val_fraction: float | None = option(
+        None,
+        help="hold out this share of the training split (stratified; the same images for "
+        "every seed) for the per-epoch metrics and a sweep's objective (default: none; the "
+        "per-epoch metrics use test images)",
+        low=0.0,
+        high=1.0,
+        open_low=True,
+        open_high=True,
+    )
     options: Options = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

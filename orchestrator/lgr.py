@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from methods.data import Dataset
+from methods.data import Dataset, ImageSplit
 from methods.lime import (
     SPURIOUS_STRATEGIES,
     Explanation,
@@ -173,7 +173,11 @@ def _segment_gradients(
 
 
 def _starting_checkpoint(
-    config: TrainConfig, dataset: Dataset, run_dir: Path, settings: RunSettings
+    config: TrainConfig,
+    dataset: Dataset,
+    run_dir: Path,
+    settings: RunSettings,
+    validation: ImageSplit | None,
 ) -> Path:
     options = _lgr(config)
     if options.start_checkpoint is not None:
@@ -181,7 +185,14 @@ def _starting_checkpoint(
     pretrain = dataclasses.replace(
         config, method="erm", epochs=options.pretrain_epochs, options=None
     ).resolved(dataset.default_eps)
-    result = train_job(pretrain, dataset, run_dir / "pretrain", settings, eval_config=ROUND_EVAL)
+    result = train_job(
+        pretrain,
+        dataset,
+        run_dir / "pretrain",
+        settings,
+        eval_config=ROUND_EVAL,
+        validation=validation,
+    )
     return result.checkpoint
 
 
@@ -218,6 +229,7 @@ def run_lgr(
     *,
     eval_config: EvalConfig,
     on_epoch: OnEpoch | None = None,
+    validation: ImageSplit | None = None,
 ) -> RunResult:
     """Run the rounds of LIME-guided refinement for the resolved ``config``.
 
@@ -239,7 +251,7 @@ def run_lgr(
         from orchestrator.ray_setup import connect
 
         connect(settings.address)
-    current = _starting_checkpoint(config, dataset, run_dir, settings)
+    current = _starting_checkpoint(config, dataset, run_dir, settings, validation)
     history: list[EpochMetrics] = []
     with SummaryWriter(str(run_dir / "tensorboard")) as writer:
         for round_ in range(1, _lgr(config).rounds + 1):
@@ -255,6 +267,7 @@ def run_lgr(
                 on_epoch=_numbered(on_epoch, offset=len(history)),
                 masks=masks,
                 init_weights=read_checkpoint(current)["model"],
+                validation=validation,
             )
             history += [
                 dataclasses.replace(m, epoch=len(history) + i)
@@ -268,7 +281,15 @@ def run_lgr(
     final = run_dir / CHECKPOINT_NAME
     _save_as_lgr(current, final, config, dataset)
     return evaluated_result(
-        model, dataset, config, final, history, eval_config, settings.device, started
+        model,
+        dataset,
+        config,
+        final,
+        history,
+        eval_config,
+        settings.device,
+        started,
+        validation=validation,
     )
 
 

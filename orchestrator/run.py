@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from methods.data import ANNOTATED_DATASETS, Dataset, load_dataset
+from methods.data import ANNOTATED_DATASETS, Dataset, ImageSplit, load_dataset, split_validation
 from methods.loop import resolve_device
 from methods.models import build_model
 from orchestrator.checkpoints import CheckpointError, check_fits, read_checkpoint
@@ -36,8 +36,9 @@ class Prepared:
     """A run that passed every input check: its resolved config, data and directory."""
 
     config: TrainConfig
-    dataset: Dataset
+    dataset: Dataset  # its training split is without the validation images, if any
     run_dir: Path
+    validation: ImageSplit | None = None
 
 
 def run(
@@ -82,6 +83,7 @@ def run(
         settings,
         eval_config=eval_config,
         on_epoch=on_epoch,
+        validation=prepared.validation,
     )
 
 
@@ -98,6 +100,9 @@ def preflight(config: TrainConfig, settings: RunSettings) -> Prepared:
     dataset = load_dataset(
         config.dataset, data_dir=settings.data_dir, download=settings.download, seed=config.seed
     )
+    validation = None
+    if config.val_fraction is not None:
+        dataset, validation = split_validation(dataset, config.val_fraction)
     resolved = config.resolved(dataset.default_eps)
     _check_model_fits(resolved.model_name, dataset)
     check_resumable(run_dir, resolved)
@@ -107,7 +112,7 @@ def preflight(config: TrainConfig, settings: RunSettings) -> Prepared:
             check_fits(read_checkpoint(start)["meta"], dataset)
         except CheckpointError as error:
             raise ConfigError("start_checkpoint", str(error)) from error
-    return Prepared(resolved, dataset, run_dir)
+    return Prepared(resolved, dataset, run_dir, validation)
 
 
 def _check_lgr(config: TrainConfig) -> None:

@@ -280,8 +280,12 @@ def parse_spec(text: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
     """Validate a spec's mapping; ``ConfigError`` names the first bad key path."""
     _known("", text, TOP_KEYS)
     name = str(text.get("name", default_name))
-    if not name or any(c in name for c in "/\\= ") or name.startswith("."):
-        raise ConfigError("name", f"{name!r} must be a plain folder name (no / \\ = or spaces)")
+    if not name or any(c in name for c in "/\\=% \t") or name[0] in "._":
+        raise ConfigError(
+            "name",
+            f"{name!r} must be a plain folder name: no / \\ = % or spaces, not starting "
+            "with . or _",
+        )
     methods = _methods(text.get("method", "erm"))
     dataset = _string("dataset", text.get("dataset", "digits"))
     model = text.get("model")

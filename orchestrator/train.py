@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from methods.attacks import model_mode
-from methods.data import Dataset, ImageSplit, load_dataset
+from methods.data import Dataset, ImageSplit, load_dataset, split_validation
 from methods.evaluate import EvalResult, evaluate
 from methods.loop import EpochMetrics, LoopConfig, fit, resolve_device
 from methods.models import build_model
@@ -66,6 +66,8 @@ class RunResult:
     checkpoint: Path
     logdir: Path
     wall_s: float
+    #: The same evaluation on the held-out validation split (``config.val_fraction``).
+    validation: EvalResult | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -122,6 +124,7 @@ def train_job(
     on_epoch: OnEpoch | None = None,
     masks: torch.Tensor | None = None,
     init_weights: dict[str, torch.Tensor] | None = None,
+    validation: ImageSplit | None = None,
 ) -> RunResult:
     """Train the resolved ``config`` on ``dataset`` in ``run_dir``, then evaluate.
 
@@ -135,6 +138,8 @@ def train_job(
             travel to the workers with the job.
         init_weights: a model state dict to start from (an LGR round refines the
             previous round's model) when ``run_dir`` holds no checkpoint to resume.
+        validation: the held-out split (``config.val_fraction``; ``dataset.train`` is
+            then the rest): the per-epoch metrics are on it, and it is evaluated too.
 
     Raises:
         RuntimeError: the distributed run failed (one line naming the first error).
@@ -150,10 +155,18 @@ def train_job(
         history = [EpochMetrics(**m) for m in state["history"]]
     else:
         model, history = _fit_inline(
-            config, dataset, run_dir, settings.device, on_epoch, masks, init_weights
+            config, dataset, run_dir, settings.device, on_epoch, masks, init_weights, validation
         )
     return evaluated_result(
-        model, dataset, config, checkpoint, history, eval_config, settings.device, started
+        model,
+        dataset,
+        config,
+        checkpoint,
+        history,
+        eval_config,
+        settings.device,
+        started,
+        validation=validation,
     )
 
 
@@ -166,13 +179,22 @@ def evaluated_result(
     eval_config: EvalConfig,
     device: str,
     started: float,
+    *,
+    validation: ImageSplit | None = None,
 ) -> RunResult:
-    """Evaluate the trained model, write ``eval.json`` beside its checkpoint, and
-    return the run's result (``started``: its ``time.perf_counter()`` at the start)."""
-    evaluation = evaluate_split(model, dataset, eval_config, config.attack_eps, device)
-    write_json(
-        checkpoint.parent / "eval.json", {"checkpoint": str(checkpoint), **evaluation.to_dict()}
-    )
+    """Evaluate the trained model (on the test split, and on ``validation`` when
+    given), write ``eval.json`` beside its checkpoint, and return the run's result
+    (``started``: its ``time.perf_counter()`` at the start)."""
+    train_eps = config.attack_eps or config.monitor_eps
+    evaluation = evaluate_split(model, dataset, eval_config, train_eps, device)
+    on_validation = None
+    record = {"checkpoint": str(checkpoint), **evaluation.to_dict()}
+    if validation is not None:
+        on_validation = evaluate_split(
+            model, dataset, eval_config, train_eps, device, split=validation
+        )
+        record["validation"] = on_validation.to_dict()
+    write_json(checkpoint.parent / "eval.json", record)
     return RunResult(
         config=config,
         history=history,
@@ -180,6 +202,7 @@ def evaluated_result(
         checkpoint=checkpoint,
         logdir=checkpoint.parent / "tensorboard",
         wall_s=time.perf_counter() - started,
+        validation=on_validation,
     )
 
 
@@ -222,6 +245,7 @@ def _fit_inline(
     on_epoch: OnEpoch | None,
     masks: torch.Tensor | None,
     init_weights: dict[str, torch.Tensor] | None,
+    validation: ImageSplit | None,
 ) -> tuple[torch.nn.Module, list[EpochMetrics]]:
     model = _initial_model(config, dataset, init_weights)
     method = _build(config)
@@ -231,7 +255,8 @@ def _fit_inline(
         method,
         _with_masks(dataset.train, masks),
         config=_loop_config(config),
-        test=dataset.test,
+        test=dataset.test if validation is None else validation,
+        monitor_name="test" if validation is None else "val",
         device=device,
         logdir=logdir,
         checkpoint=run_dir / CHECKPOINT_NAME,
@@ -467,6 +492,9 @@ def train_worker(params: dict[str, Any]) -> None:
         download=params["download"],
         seed=config.seed,
     )
+    validation = None
+    if config.val_fraction is not None:  # the driver's split: it is seeded by a constant
+        dataset, validation = split_validation(dataset, config.val_fraction)
     model = _initial_model(config, dataset, params["init_weights"])
     method = _build(config)
     rank = ray.train.get_context().get_world_rank()
@@ -481,7 +509,8 @@ def train_worker(params: dict[str, Any]) -> None:
             method,
             _with_masks(dataset.train, params["masks"]),
             config=_loop_config(config),
-            test=dataset.test,
+            test=dataset.test if validation is None else validation,
+            monitor_name="test" if validation is None else "val",
             device=ray.train.torch.get_device(),
             logdir=params["logdir"],  # fit writes events on rank 0 only
             checkpoint=checkpoint,
@@ -548,9 +577,13 @@ def evaluate_split(
     eval_config: EvalConfig,
     attack_eps: float | None,
     device: str,
+    split: ImageSplit | None = None,
 ) -> EvalResult:
-    """Evaluate on the test split (and CIFAR-10-C when the data set carries it)."""
-    split = dataset.test if eval_config.limit is None else dataset.test.subset(eval_config.limit)
+    """Evaluate on the test split (and CIFAR-10-C when the data set carries it), or on
+    ``split`` (a validation split: no corruptions)."""
+    held_out = split
+    split = dataset.test if split is None else split
+    split = split if eval_config.limit is None else split.subset(eval_config.limit)
     images, labels = split.tensors()
     grid = eval_grid(
         dataset, attack_eps if attack_eps is not None else dataset.default_eps, eval_config.eps
@@ -566,7 +599,7 @@ def evaluate_split(
         batch_size=eval_config.batch_size,
         device=resolve_device(device),
         seed=eval_config.seed,
-        corruption_root=dataset.corruption_root,
+        corruption_root=dataset.corruption_root if held_out is None else None,
         corruption_limit=eval_config.limit,
     )
 

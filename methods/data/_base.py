@@ -8,6 +8,7 @@ model's job, with the `mean`/`std` recorded here.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,3 +233,37 @@ def make_dataset(
         eval_eps=eval_eps,
         corruption_root=corruption_root,
     )
+
+
+#: The validation split is drawn with this seed, never a run's: every trial and every
+#: seed of a sweep holds out the same images, so their objectives are comparable.
+VALIDATION_SEED = 1_000_003
+
+
+def split_validation(dataset: Dataset, fraction: float) -> tuple[Dataset, ImageSplit]:
+    """Hold out ``fraction`` of the training split, stratified by label.
+
+    Returns the data set with the rest as its training split, and the held-out split.
+    Model selection (per-epoch metrics, a sweep's objective) uses the held-out split,
+    so that it never sees the test split. The normalization statistics stay those of
+    the whole training split (they are part of the data set, not learned).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {fraction}")
+    labels = dataset.train.labels
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    held = []
+    for label in labels.unique(sorted=True):
+        members = torch.nonzero(labels == label).flatten()
+        order = members[torch.randperm(len(members), generator=generator)]
+        held.append(order[: max(1, round(fraction * len(members)))])
+    held_out = torch.zeros(len(labels), dtype=torch.bool)
+    held_out[torch.cat(held)] = True
+    train = _take(dataset.train, ~held_out)
+    validation = _take(dataset.train, held_out)
+    return dataclasses.replace(dataset, train=train), validation
+
+
+def _take(split: ImageSplit, keep: torch.Tensor) -> ImageSplit:
+    masks = None if split.masks is None else split.masks[keep]
+    return ImageSplit(split.images[keep], split.labels[keep], masks)

@@ -313,3 +313,22 @@ def test_cifar10c_dataset_needs_both_folders(tmp_path: Path) -> None:
     assert ds.name == "cifar10c" and ds.corruption_root == tmp_path
     assert len(ds.train) == 20 and ds.num_classes == 10
     assert len(load_cifar10c(ds.corruption_root, "fog", 4)) == 3
+
+
+def test_validation_split_is_stratified_disjoint_and_fixed(digits: Dataset) -> None:
+    from methods.data import split_validation
+
+    rest, validation = split_validation(digits, 0.1)
+    _again_rest, again = split_validation(digits, 0.1)
+    assert torch.equal(validation.images, again.images)  # the same images every time
+    assert len(rest.train) + len(validation) == len(digits.train)
+    assert rest.test is digits.test and rest.mean == digits.mean  # only the train split moves
+    per_class = validation.labels.bincount(minlength=10)
+    expected = (digits.train.labels.bincount(minlength=10).float() * 0.1).round()
+    assert torch.equal(per_class, expected.long())
+    # Disjoint: every training image lands in exactly one of the two parts.
+    rows = {tuple(x.flatten().tolist()) for x in digits.train.images}
+    parts = [tuple(x.flatten().tolist()) for x in (*rest.train.images, *validation.images)]
+    assert len(parts) == len(digits.train) and set(parts) == rows
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_validation(digits, 1.0)

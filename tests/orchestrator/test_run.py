@@ -230,3 +230,22 @@ def test_an_interrupted_lgr_run_resumes_mid_round(tmp_path):
     # Epochs 1-5 were read back from checkpoints, not trained again: the same seconds.
     assert [m.seconds for m in result.history[:5]] == [m.seconds for m in seen]
     assert read_round_epochs(tmp_path / "lgr" / "round2") == 3
+
+
+def test_a_validation_split_takes_the_per_epoch_metrics(tmp_path):
+    from methods.data import load_dataset, split_validation
+    from methods.evaluate import accuracy
+    from orchestrator.checkpoints import read_checkpoint, restore_model
+
+    config = TrainConfig.create(method="erm", epochs=2, val_fraction=0.1)
+    result = run(config, RunSettings(storage=str(tmp_path)), eval_config=QUICK_EVAL)
+    _rest, validation = split_validation(load_dataset("digits"), 0.1)
+    model = restore_model(read_checkpoint(result.checkpoint)).eval()
+    images, labels = validation.tensors()
+    assert result.history[-1].test_acc == pytest.approx(accuracy(model, images, labels))
+    assert result.validation is not None and result.validation.n_eval == 40  # --limit
+    assert result.evaluation.n_eval == 40
+    saved = torch.load(result.checkpoint, weights_only=True)
+    assert saved["meta"]["config"]["val_fraction"] == 0.1
+    events = json.loads((result.run_dir / "eval.json").read_text())
+    assert events["validation"]["clean_acc"] == result.validation.clean_acc
