@@ -9,6 +9,7 @@ any work starts; 1 a run that failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import typing
@@ -29,8 +30,11 @@ from orchestrator.config import (
     option_fields,
 )
 from orchestrator.flags import add_fields, add_method_options, flag_name, given
+from orchestrator.leaderboard import add_leaderboard_arguments, leaderboard_command
 from orchestrator.store import MaskStore
 from orchestrator.train import evaluate_split, write_json
+
+SMOKE_LIMIT = 64  # orchestrator.sweep.SMOKE_LIMIT, not imported: that module imports Ray
 
 __all__ = ["build_parser", "main"]
 
@@ -183,6 +187,61 @@ def _add_explain(verbs: argparse._SubParsersAction) -> None:
     explain.set_defaults(handler=_explain)
 
 
+#: The spec `limelight sweep` runs when given none.
+DEFAULT_SPEC = Path("search_spaces") / "demo.yaml"
+
+
+def _add_sweep(verbs: argparse._SubParsersAction) -> None:
+    sweep = verbs.add_parser(
+        "sweep",
+        help="search a spec's space with Ray Tune + Optuna; one leaderboard row per trial",
+        description="Run a sweep: Optuna samples configurations from the spec's search "
+        "space, each runs once per seed as a Tune trial (the same run as limelight train), "
+        "selected on a validation split, and leaves one row in the leaderboard "
+        "(STORAGE/leaderboard). The Tune experiment and every trial's run directory go to "
+        "STORAGE/NAME; watch them with tensorboard --logdir STORAGE/NAME.",
+    )
+    sweep.add_argument(
+        "spec",
+        nargs="?",
+        type=Path,
+        default=None,
+        help=f"spec file (default: {DEFAULT_SPEC})",
+    )
+    sweep.add_argument(
+        "--trials", type=int, default=None, help="sampled configurations (default: the spec's)"
+    )
+    sweep.add_argument(
+        "--max-concurrent", type=int, default=None, help="trials at once (default: the spec's)"
+    )
+    add_fields(sweep, RunSettings, include=("storage", "address"))
+    sweep.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted sweep of the same name (Tuner.restore)",
+    )
+    sweep.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"one epoch a trial and {SMOKE_LIMIT} evaluation images: checks a "
+        "spec end to end in about a minute",
+    )
+    _add_verbose(sweep)
+    sweep.set_defaults(handler=_sweep)
+
+
+def _add_leaderboard(verbs: argparse._SubParsersAction) -> None:
+    board = verbs.add_parser(
+        "leaderboard",
+        help="query the Parquet leaderboard of a results root",
+        description="Print the leaderboard (one row per finished trial; accuracies on the "
+        "test split). Rows marked ! carry audit warnings.",
+    )
+    add_leaderboard_arguments(board)
+    _add_verbose(board)
+    board.set_defaults(handler=_leaderboard)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="limelight",
@@ -192,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(verbs)
     _add_evaluate(verbs)
     _add_explain(verbs)
+    _add_sweep(verbs)
+    _add_leaderboard(verbs)
     return parser
 
 
@@ -256,6 +317,54 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         results.append((path.parent.name or str(path), result))
     print(format_results(results))
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from orchestrator.spec import load_spec
+    from orchestrator.sweep import run_sweep
+
+    spec = load_spec(args.spec or _default_spec())
+    for field in ("trials", "max_concurrent"):
+        value = getattr(args, field)
+        if value is not None:
+            if value < 1:
+                raise ConfigError(field, f"must be >= 1, got {value}")
+            spec = dataclasses.replace(spec, **{field: value})
+    settings = RunSettings(**given(args, RunSettings))
+    report = run_sweep(
+        spec,
+        storage=settings.storage,
+        address=settings.address,
+        resume=args.resume,
+        smoke=args.smoke,
+        progress=print,
+    )
+    print(
+        f"\nsweep {report.name}: {report.trials} trials ({report.ok} ok, {report.stopped} "
+        f"stopped, {report.errors} failed) in {report.wall_s:.0f}s"
+    )
+    board = argparse.Namespace(
+        storage=report.root, sweep=report.name, where=None, sort=None, ascending=False,
+        top=None, columns=None, group_by=None, format="table",
+    )  # fmt: skip
+    board.sort = "robust_acc"
+    print(leaderboard_command(board))
+    print(f"tensorboard --logdir {report.experiment}")
+    return EXIT_FAILED if report.errors and not report.ok else EXIT_OK
+
+
+def _default_spec() -> Path:
+    if DEFAULT_SPEC.is_file():
+        return DEFAULT_SPEC
+    return Path(__file__).resolve().parents[1] / DEFAULT_SPEC  # run from elsewhere
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    try:
+        print(leaderboard_command(args))
+    except ValueError as error:
+        raise UsageError(str(error).splitlines()[0]) from error
     return EXIT_OK
 
 

@@ -86,6 +86,9 @@ METRIC_COLUMNS = (
 )
 #: Columns the table formats leave out unless they are asked for by name.
 TABLE_HIDDEN = ("robust_curve", "config")
+#: Left out of the human formats unless named, to keep a row on one screen line: the
+#: provenance (commit, time, paths) is in csv/json and in --columns.
+TABLE_PROVENANCE = ("config_id", "git_sha", "created_at", "checkpoint", "logdir")
 # Copied from orchestrator.config rather than imported: that module imports torch.
 DEFAULT_STORAGE = "results"
 STORAGE_ENV = "LIMELIGHT_STORAGE"
@@ -505,8 +508,10 @@ def format_frame(frame: pd.DataFrame, fmt: str, *, selected: bool = False) -> st
     The two human formats (table, markdown) show fractions as percentages with one
     decimal and mark a row with a non-empty ``audit_flags`` with ``!`` in a leading
     column. Unless ``selected`` (the user named the columns: show exactly those), they
-    also leave out ``robust_curve`` and ``config`` and the columns no row has a value
-    in (the reserved ones, mostly), which would only make the table too wide to read.
+    also leave out ``robust_curve``, ``config``, the provenance columns (commit, time,
+    paths), the columns no row has a value in (the reserved ones, mostly) and the
+    descriptive ones that are the same in every row, which would only make the table
+    too wide to read.
     csv and json keep every column and the raw values (fractions in [0, 1], lists and
     dicts as JSON).
     """
@@ -527,8 +532,15 @@ def _default_columns(frame: pd.DataFrame) -> list[str]:
     def has_value(column: str) -> bool:
         return any(not _is_missing(v) and not _is_empty_list(v) for v in frame[column])
 
-    shown = [c for c in frame.columns if c not in TABLE_HIDDEN]
-    return [c for c in shown if has_value(c)] if len(frame) else shown
+    shown = [c for c in frame.columns if c not in TABLE_HIDDEN + TABLE_PROVENANCE]
+    shown = [c for c in shown if has_value(c)] if len(frame) else shown
+    # A column with one value in every row (one sweep, one data set) says nothing per row.
+    constant = [
+        c
+        for c in ("sweep", "dataset", "model", "eval_eps")
+        if c in shown and len(frame) > 1 and frame[c].astype(str).nunique() == 1
+    ]
+    return [c for c in shown if c not in constant]
 
 
 def _is_empty_list(value: Any) -> bool:

@@ -30,7 +30,6 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -190,6 +189,8 @@ class SweepSpec:
     methods: tuple[str, ...]
     dataset: str
     model: str | None
+    # Plain dicts (not read-only proxies): Tune pickles the spec with every trial. They
+    # are never mutated after parsing.
     fixed: Mapping[str, Mapping[str, Any]]  # method -> settings the same in every trial
     search: Mapping[str, Mapping[str, Domain]]  # method -> field -> domain
     eval_config: EvalConfig  # its eps is the fixed eval_eps
@@ -304,8 +305,8 @@ def parse_spec(text: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
         methods=methods,
         dataset=dataset,
         model=model,
-        fixed=MappingProxyType({m: MappingProxyType(v) for m, v in fixed.items()}),
-        search=MappingProxyType({m: MappingProxyType(d) for m, d in search.items()}),
+        fixed=fixed,
+        search=search,
         eval_config=eval_config,
         objective=_objective(text.get("objective", {"robust_acc": "max"})),
         trials=_count("trials", text.get("trials", 8)),

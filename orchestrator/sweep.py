@@ -1,0 +1,477 @@
+"""Sweeps: Ray Tune + Optuna over a spec, every trial the same ``run()`` as
+``limelight train``, every finished trial one leaderboard row.
+
+Layout under the results root: ``<root>/<sweep>/`` holds the Tune experiment,
+``spec.yaml`` (the resolved spec), and ``runs/<trial_id>/`` per trial (the run
+directory: checkpoint, config.json, eval.json, TensorBoard events with the HParams
+summary); rows go to ``<root>/leaderboard/sweep=<sweep>/<trial_id>.parquet``.
+
+Model selection never sees the test split: trials hold out ``val_fraction`` of the
+training split; the per-epoch metrics ASHA sees and the objective Optuna sees are on
+it. The leaderboard's accuracies are on the test split.
+
+Seeds: Optuna samples a configuration, and each configuration runs once per seed, one
+Tune trial each (``SeedRepeater``: Optuna is told the mean over the seeds). Rows carry
+a ``config_id`` so that the seeds of a configuration group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from ray.tune.search import Repeater
+
+from methods.evaluate import EvalResult
+from orchestrator.checkpoints import git_sha
+from orchestrator.config import ConfigError, EvalConfig, RunSettings, is_uri
+from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
+from orchestrator.spec import SweepSpec
+
+__all__ = ["SweepReport", "objective_metrics", "run_sweep"]
+
+log = logging.getLogger(__name__)
+
+#: The config key Tune's Repeater sets: which of the spec's seeds a trial runs.
+TRIAL_INDEX = "__trial_index__"
+#: --smoke: one epoch a trial, the evaluation on this many test and validation images.
+SMOKE_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    name: str
+    root: str
+    trials: int
+    ok: int
+    stopped: int
+    errors: int
+    wall_s: float
+
+    @property
+    def experiment(self) -> str:
+        return f"{self.root}/{self.name}"
+
+
+def objective_metrics(evaluation: EvalResult, eval_eps: float) -> dict[str, float]:
+    """The named metrics of one evaluation at the spec's fixed ``eval_eps``:
+    ``robust_acc`` is the per-example worst case over the attacks run there."""
+    values = {"clean_acc": evaluation.clean_acc}
+    names = {"worst": "robust_acc", "fgsm": "fgsm_acc", "pgd": "pgd_acc"}
+    for point in evaluation.robust_curve:
+        if math.isclose(point.eps, eval_eps, rel_tol=1e-9) and point.attack in names:
+            values[names[point.attack]] = point.acc
+    return values
+
+
+# ----------------------------------------------------------------------------- the trial
+
+
+def _sampled(spec: SweepSpec, config: Mapping[str, Any]) -> tuple[str, dict[str, Any], int]:
+    """(method, its sampled values, seed) from a Tune trial's config."""
+    method = config.get("method", spec.methods[0])
+    sampled = dict(config.get(method, {}))
+    seed = spec.seeds[int(config.get(TRIAL_INDEX, 0))]
+    return method, sampled, seed
+
+
+def config_id(method: str, sampled: Mapping[str, Any]) -> str:
+    """The same for every seed of one sampled configuration."""
+    text = json.dumps({"method": method, **sampled}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _trial_config(spec: SweepSpec, config: Mapping[str, Any], smoke: bool):
+    method, sampled, seed = _sampled(spec, config)
+    train = spec.trial_config(method, sampled, seed)
+    train = replace(train, val_fraction=spec.val_fraction)
+    if smoke:
+        train = replace(train, epochs=1)
+    return method, sampled, seed, train
+
+
+def _eval_config(spec: SweepSpec, seed: int, smoke: bool) -> EvalConfig:
+    limit = SMOKE_LIMIT if smoke else spec.eval_config.limit
+    return replace(spec.eval_config, seed=seed, limit=limit)
+
+
+def run_trial(config: dict[str, Any], *, spec: SweepSpec, root: str, smoke: bool) -> None:
+    """One Tune trial: ``run()`` with the spec's settings, per-epoch metrics to Tune,
+    then the objective on the validation split, the HParams summary, and its row."""
+    from ray import tune
+
+    from orchestrator.run import run
+
+    trial_id = tune.get_context().get_trial_id()
+    method, sampled, seed, train = _trial_config(spec, config, smoke)
+    settings = RunSettings(
+        storage=root,
+        out=f"{spec.name}/runs/{trial_id}",
+        device="auto" if spec.resources.gpus or spec.resources.workers > 1 else "cpu",
+        workers=spec.resources.workers,
+        gpus_per_worker=spec.resources.gpus if spec.resources.workers > 1 else 0.0,
+    )
+
+    def report_epoch(metrics) -> None:
+        tune.report(
+            {
+                "epoch": metrics.epoch,
+                "loss": metrics.loss,
+                "train_acc": metrics.train_acc,
+                "val_acc": metrics.test_acc,
+                "val_robust_acc": metrics.test_robust_acc,
+            }
+        )
+
+    started = time.perf_counter()
+    result = run(
+        train, settings, eval_config=_eval_config(spec, seed, smoke), on_epoch=report_epoch
+    )
+    assert result.validation is not None  # val_fraction is always set in a sweep
+    objective = objective_metrics(result.validation, spec.eval_eps)
+    test = objective_metrics(result.evaluation, spec.eval_eps)
+    _write_hparams(result.logdir, method, sampled, seed, objective, test)
+    append_row(
+        root,
+        _row(
+            spec,
+            trial_id,
+            method,
+            sampled,
+            result.config.to_dict(),
+            status="ok",
+            evaluation=result.evaluation,
+            test=test,
+            wall_s=time.perf_counter() - started,
+            checkpoint=str(result.checkpoint),
+            logdir=str(result.logdir),
+        ),
+    )
+    tune.report({**objective, "epoch": result.history[-1].epoch, "final": 1})
+
+
+def _write_hparams(logdir: Path, method: str, sampled, seed: int, objective, test) -> None:
+    """TensorBoard's HParams view: the searched values against the final metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    hparams = {"method": method, "seed": seed, **sampled}
+    metrics = {f"hparams/val_{k}": v for k, v in objective.items()}
+    metrics.update({f"hparams/test_{k}": v for k, v in test.items()})
+    with SummaryWriter(str(logdir)) as writer:
+        writer.add_hparams(hparams, metrics, run_name=".")
+
+
+def _row(
+    spec: SweepSpec,
+    trial_id: str,
+    method: str,
+    sampled: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    status: str,
+    wall_s: float,
+    evaluation: EvalResult | None = None,
+    test: Mapping[str, float] | None = None,
+    stopped_epoch: int | None = None,
+    error: str | None = None,
+    checkpoint: str | None = None,
+    logdir: str | None = None,
+) -> LeaderboardRow:
+    test = test or {}
+    curve = (
+        ()
+        if evaluation is None
+        else tuple(
+            {"attack": p.attack, "eps": p.eps, "acc": p.acc} for p in evaluation.robust_curve
+        )
+    )
+    return LeaderboardRow(
+        sweep=spec.name,
+        trial_id=trial_id,
+        config_id=config_id(method, sampled),
+        status=status,
+        stopped_epoch=stopped_epoch,
+        error=error,
+        method=method,
+        dataset=spec.dataset,
+        model=str(config.get("model") or ""),
+        seed=int(config["seed"]),
+        mask_ratio=config.get("mask_ratio"),
+        reg_weight=config.get("reg_weight"),
+        attack_eps=config.get("attack_eps"),
+        epochs=int(config["epochs"]),
+        eval_eps=spec.eval_eps,
+        clean_acc=test.get("clean_acc"),
+        robust_acc=test.get("robust_acc"),
+        fgsm_acc=test.get("fgsm_acc"),
+        pgd_acc=test.get("pgd_acc"),
+        robust_curve=curve,
+        corruption_acc=None if evaluation is None else evaluation.corruption_acc,
+        audit_flags=() if evaluation is None else tuple(evaluation.audit_flags),
+        n_eval=None if evaluation is None else evaluation.n_eval,
+        wall_s=wall_s,
+        git_sha=git_sha(),
+        checkpoint=checkpoint,
+        logdir=logdir,
+        config=dict(config),
+    )
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+class DefineByRun:
+    """Optuna's define-by-run space: the method first (when several), then its fields,
+    named ``<method>/<field>`` (Tune turns the slash into a nested dict). A class, not
+    a closure: Tune pickles the searcher, this space included, with each checkpoint."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.methods = spec.methods
+        self.space = {method: dict(spec.searched(method)) for method in spec.methods}
+
+    def __call__(self, trial: Any) -> None:
+        method = self.methods[0]
+        if len(self.methods) > 1:
+            method = trial.suggest_categorical("method", list(self.methods))
+        for name, domain in self.space[method].items():
+            domain.suggest(trial, f"{method}/{name}")
+
+
+class SeedRepeater(Repeater):
+    """Tune's Repeater (one trial per seed of each configuration), telling the searcher
+    the mean of every objective metric over the seeds; Tune's own averages one metric
+    only, and a multi-objective search needs all."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, **kwargs: Any):
+        group = self._trial_id_to_group.get(trial_id)
+        if group is None:
+            return
+        metrics = self.searcher.metric
+        names = metrics if isinstance(metrics, list) else [metrics]
+        values = [np.nan if not result else result.get(n, np.nan) for n in names]
+        group.report(trial_id, values)
+        if group.finished_reporting():
+            means = np.nanmean(np.array(group.scores(), dtype=float), axis=0)
+            score = None if np.isnan(means).any() else dict(zip(names, means.tolist(), strict=True))
+            self.searcher.on_trial_complete(group.primary_trial_id, result=score, **kwargs)
+
+
+def _rows_callback(spec: SweepSpec, root: str, progress: Callable[[str], None]) -> Any:
+    """Driver-side: a row for each trial that ended without its own (stopped by ASHA,
+    or failed), and one progress line per finished trial."""
+    from ray import tune
+
+    objective = spec.objective.names
+
+    class Rows(tune.Callback):
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any):
+            last = trial.last_result or {}
+            if not last.get("final"):
+                self._write(trial, "stopped", stopped_epoch=last.get("epoch"))
+            values = ", ".join(f"{m} {last[m]:.4f}" for m in objective if m in last)
+            status = "done" if last.get("final") else f"stopped at epoch {last.get('epoch')}"
+            progress(
+                f"trial {trial.trial_id} {status}: {_describe(spec, trial.config)}"
+                + (f" -> val {values}" if values else "")
+            )
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any):
+            message = _error_line(trial)
+            self._write(trial, "error", error=message)
+            progress(f"trial {trial.trial_id} failed: {message}")
+
+        def _write(self, trial: Any, status: str, **fields: Any) -> None:
+            method, sampled, _seed = _sampled(spec, trial.config)
+            config = _recorded_config(root, spec, trial)
+            last = trial.last_result or {}
+            append_row(root, _row(
+                spec, trial.trial_id, method, sampled, config, status=status,
+                wall_s=float(last.get("time_total_s", 0.0)), **fields,
+            ))  # fmt: skip
+
+    return Rows()
+
+
+def _recorded_config(root: str, spec: SweepSpec, trial: Any) -> dict[str, Any]:
+    """The resolved config the trial wrote when it started, else the unresolved one."""
+    path = Path(root) / spec.name / "runs" / trial.trial_id / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    _method, _sampled, _seed, train = _trial_config(spec, trial.config, smoke=False)
+    return train.to_dict()
+
+
+def _error_line(trial: Any) -> str:
+    text = ""
+    error_file = getattr(trial, "error_file", None)
+    if error_file and Path(error_file).is_file():
+        text = Path(error_file).read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed (no error text)"
+
+
+def _describe(spec: SweepSpec, config: Mapping[str, Any]) -> str:
+    method, sampled, seed = _sampled(spec, config)
+    values = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled.items()
+    )
+    return f"{method} seed {seed}" + (f" ({values})" if values else "")
+
+
+def _resources(spec: SweepSpec) -> dict[str, float]:
+    if spec.resources.workers > 1:
+        # The trial itself only drives a TorchTrainer, whose workers take their own.
+        return {"cpu": 0.1}
+    return {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+
+
+def _absolute_root(storage: str) -> str:
+    if is_uri(storage):
+        raise ConfigError(
+            "storage",
+            f"{storage} is a URI; sweeps write run directories with local file APIs: give "
+            "a local or shared file system path",
+        )
+    return str(Path(storage).resolve())
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    storage: str,
+    address: str | None = None,
+    resume: bool = False,
+    smoke: bool = False,
+    progress: Callable[[str], None] = log.info,
+) -> SweepReport:
+    """Run (or with ``resume`` finish) the sweep ``spec`` under the results root."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.ray_setup import connect
+
+    root = _absolute_root(storage)
+    experiment = Path(root) / spec.name
+    if resume and not tune.Tuner.can_restore(str(experiment)):
+        raise ConfigError("resume", f"no sweep to resume at {experiment}")
+    started = time.perf_counter()
+    # The objective exists only in a trial's final report (its epochs report validation
+    # accuracy for ASHA); Tune would otherwise refuse every per-epoch report.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    connect(address)
+    experiment.mkdir(parents=True, exist_ok=True)
+    (experiment / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, spec=spec, root=root, smoke=smoke), _resources(spec)
+    )
+    run_config = tune.RunConfig(
+        name=spec.name,
+        storage_path=root,
+        callbacks=[_rows_callback(spec, root, progress)],
+        verbose=0,
+    )
+    if resume:
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
+    else:
+        objective = spec.objective
+        searcher = OptunaSearch(
+            space=DefineByRun(spec),
+            metric=list(objective.names) if objective.multi else objective.names[0],
+            mode=list(objective.modes) if objective.multi else objective.modes[0],
+            seed=0,
+        )
+        scheduler = None
+        if spec.asha is not None:
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration",
+                metric=spec.asha.metric,
+                mode=spec.asha.mode,
+                max_t=1 if smoke else int(spec.fixed[spec.methods[0]].get("epochs", 30)) + 1,
+                grace_period=spec.asha.grace_period,
+                reduction_factor=spec.asha.reduction_factor,
+            )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=SeedRepeater(searcher, repeat=len(spec.seeds), set_index=True),
+                scheduler=scheduler,
+                num_samples=spec.trials * len(spec.seeds),
+                max_concurrent_trials=spec.max_concurrent,
+            ),
+            run_config=run_config,
+        )
+    grid = tuner.fit()
+    _prune_checkpoints(spec, root, grid)
+    rows = read_leaderboard(root, spec.name)
+    counts = rows["status"].value_counts().to_dict() if len(rows) else {}
+    return SweepReport(
+        name=spec.name,
+        root=root,
+        trials=len(grid),
+        ok=int(counts.get("ok", 0)),
+        stopped=int(counts.get("stopped", 0)),
+        errors=int(counts.get("error", 0)),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def _prune_checkpoints(spec: SweepSpec, root: str, grid: Any) -> None:
+    """Keep the checkpoints of the best ``keep_checkpoints`` trials by the (first)
+    objective on the validation split; a ResNet-18 checkpoint is ~90 MB."""
+    metric, mode = spec.objective.metrics[0]
+    scored = []
+    for result in grid:
+        value = (result.metrics or {}).get(metric)
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id is not None and value is not None and not math.isnan(value):
+            scored.append((value if mode == "max" else -value, trial_id))
+    keep = {t for _, t in sorted(scored, reverse=True)[: spec.keep_checkpoints]}
+    runs = Path(root) / spec.name / "runs"
+    rows = read_leaderboard(root, spec.name)
+    for run_dir in sorted(runs.glob("*")) if runs.is_dir() else []:
+        if run_dir.name in keep:
+            continue
+        removed = False
+        for path in (run_dir / "checkpoint.pt", run_dir / "ray"):
+            if path.is_file():
+                path.unlink()
+                removed = True
+            elif path.is_dir():
+                shutil.rmtree(path)
+        if removed:
+            _forget_checkpoint(root, rows, run_dir.name)
+
+
+def _forget_checkpoint(root: str, rows: Any, trial_id: str) -> None:
+    """Rewrite a pruned trial's row without its (deleted) checkpoint path."""
+    match = rows[rows["trial_id"] == trial_id]
+    if match.empty:
+        return
+    record = match.iloc[0].to_dict()
+    record["checkpoint"] = None
+    fields = {k: v for k, v in record.items() if k in LeaderboardRow.__dataclass_fields__}
+    fields = {k: (None if _is_missing(v) else v) for k, v in fields.items()}
+    fields["robust_curve"] = tuple(record.get("robust_curve") or ())
+    fields["audit_flags"] = tuple(record.get("audit_flags") or ())
+    append_row(root, LeaderboardRow(**fields))
+
+
+def _is_missing(value: Any) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array: present
+        return False
