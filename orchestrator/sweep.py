@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,9 +70,12 @@ def objective_metrics(evaluation: EvalResult, eval_eps: float) -> dict[str, floa
     ``robust_acc`` is the per-example worst case over the attacks run there."""
     values = {"clean_acc": evaluation.clean_acc}
     names = {"worst": "robust_acc", "fgsm": "fgsm_acc", "pgd": "pgd_acc"}
-    for point in evaluation.robust_curve:
-        if math.isclose(point.eps, eval_eps, rel_tol=1e-9) and point.attack in names:
+    at_eps = [p for p in evaluation.robust_curve if math.isclose(p.eps, eval_eps, rel_tol=1e-9)]
+    for point in at_eps:
+        if point.attack in names:
             values[names[point.attack]] = point.acc
+    if "robust_acc" not in values and at_eps:  # one attack run: it is the worst case
+        values["robust_acc"] = min(p.acc for p in at_eps)
     return values
 
 
@@ -262,7 +266,9 @@ class SeedRepeater(Repeater):
         values = [np.nan if not result else result.get(n, np.nan) for n in names]
         group.report(trial_id, values)
         if group.finished_reporting():
-            means = np.nanmean(np.array(group.scores(), dtype=float), axis=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # every seed failed: nan
+                means = np.nanmean(np.array(group.scores(), dtype=float), axis=0)
             score = None if np.isnan(means).any() else dict(zip(names, means.tolist(), strict=True))
             self.searcher.on_trial_complete(group.primary_trial_id, result=score, **kwargs)
 

@@ -1,0 +1,158 @@
+"""Sweeps through real Ray Tune and Optuna on a local Ray (2 CPUs): rows for finished,
+ASHA-stopped and failed trials, a multi-objective search, resume after a killed
+driver, two concurrent sweeps of one name, and the HParams summary."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from orchestrator.leaderboard import read_leaderboard
+from orchestrator.spec import parse_spec
+from orchestrator.sweep import run_sweep
+
+pytestmark = pytest.mark.slow
+
+SPEC = {
+    "name": "t",
+    "method": "sgt",
+    "dataset": "digits",
+    "train": {"epochs": 2},
+    "search": {"mask_ratio": {"uniform": [0.2, 0.8]}, "reg_weight": {"loguniform": [0.1, 10]}},
+    "eval": {"eval_eps": 0.1, "attacks": ["pgd"], "pgd_steps": 2, "limit": 40},
+    "objective": {"robust_acc": "max"},
+    "trials": 2,
+    "seeds": [0],
+    "max_concurrent": 2,
+    "keep_checkpoints": 1,
+}
+
+
+def _spec(**changes):
+    text = copy.deepcopy(SPEC)
+    text.update(changes)
+    return parse_spec(text)
+
+
+@pytest.fixture(scope="module")
+def sweep_ray():
+    import ray
+
+    ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_seeded_sweep_leaves_one_row_per_trial(sweep_ray, tmp_path):
+    lines = []
+    report = run_sweep(_spec(seeds=[0, 1]), storage=str(tmp_path), progress=lines.append)
+    rows = read_leaderboard(str(tmp_path), "t")
+    assert report.trials == 4 and report.ok == 4 and len(rows) == 4
+    assert set(rows["status"]) == {"ok"} and rows["trial_id"].is_unique
+    # Two configurations, each run once per seed: the seeds of one share its config_id.
+    assert sorted(rows.groupby("config_id")["seed"].apply(sorted).tolist()) == [[0, 1], [0, 1]]
+    for _, row in rows.iterrows():
+        assert 0.2 <= row["mask_ratio"] <= 0.8 and 0.1 <= row["reg_weight"] <= 10
+        assert row["eval_eps"] == 0.1 and row["n_eval"] == 40 and row["epochs"] == 2
+        assert isinstance(row["clean_acc"], float) and 0 <= row["robust_acc"] <= row["clean_acc"]
+    # One line per finished trial, with its parameters and validation objective.
+    assert len(lines) == 4 and all("robust_acc" in line and "mask_ratio" in line for line in lines)
+    # Checkpoints are bounded (keep_checkpoints: 1) and the rows say which remain.
+    kept = rows[rows["checkpoint"].notna()]
+    assert len(kept) == 1 and Path(kept.iloc[0]["checkpoint"]).is_file()
+    assert len(list((tmp_path / "t" / "runs").glob("*/checkpoint.pt"))) == 1
+    assert (tmp_path / "t" / "spec.yaml").is_file()
+    # The HParams summary: TensorBoard's view of searched values against final metrics.
+    events = EventAccumulator(
+        str(tmp_path / "t" / "runs" / rows.iloc[0]["trial_id"] / "tensorboard")
+    )
+    events.Reload()
+    assert "_hparams_/session_start_info" in events.summary_metadata
+    assert "hparams/val_robust_acc" in events.Tags()["scalars"]
+
+
+def test_stopped_and_failed_trials_leave_rows(sweep_ray, tmp_path):
+    # A learning rate of 1e9 makes the loss NaN at once: the trial fails, naming it.
+    failing = _spec(name="fail", trials=1, search={"lr": {"choice": [1.0e9]}})
+    report = run_sweep(failing, storage=str(tmp_path))
+    (row,) = read_leaderboard(str(tmp_path), "fail").to_dict("records")
+    assert report.errors == 1 and row["status"] == "error"
+    assert "loss became" in row["error"] and "epoch 1" in row["error"]
+    assert pd.isna(row["clean_acc"]) and pd.isna(row["robust_acc"])
+    # ASHA with a grace period of one epoch stops the worse half at the first rung.
+    asha = _spec(
+        name="asha", trials=4, train={"epochs": 4}, max_concurrent=4,
+        asha={"metric": "val_acc", "mode": "max", "grace_period": 1, "reduction_factor": 2},
+        search={"lr": {"loguniform": [1.0e-4, 0.05]}},
+    )  # fmt: skip
+    run_sweep(asha, storage=str(tmp_path))
+    rows = read_leaderboard(str(tmp_path), "asha")
+    assert len(rows) == 4 and rows["trial_id"].is_unique
+    stopped = rows[rows["status"] == "stopped"]
+    assert len(stopped) >= 1 and stopped["stopped_epoch"].between(1, 3).all()
+    assert (rows["status"] == "ok").sum() >= 1
+
+
+def test_a_multi_objective_sweep(sweep_ray, tmp_path):
+    spec = _spec(name="pareto", objective={"robust_acc": "max", "clean_acc": "max"})
+    report = run_sweep(spec, storage=str(tmp_path))
+    assert report.ok == 2 and len(read_leaderboard(str(tmp_path), "pareto")) == 2
+
+
+def _sweep_process(spec_path: Path, root: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--storage", str(root),
+         *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _write_spec(path: Path, **changes) -> Path:
+    import yaml
+
+    text = copy.deepcopy(SPEC)
+    text.update(changes)
+    path.write_text(yaml.safe_dump(text))
+    return path
+
+
+def test_resume_after_a_killed_driver_finishes_with_one_row_per_trial(tmp_path):
+    spec = _write_spec(tmp_path / "r.yaml", name="r", trials=4, max_concurrent=1)
+    driver = _sweep_process(spec, tmp_path)
+    board = tmp_path / "leaderboard" / "sweep=r"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(board.glob("*.parquet"))) < 1:
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    driver.wait(timeout=60)
+    before = len(list(board.glob("*.parquet")))
+    assert 1 <= before < 4
+    resumed = _sweep_process(spec, tmp_path, "--resume")
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output[-3000:]
+    rows = read_leaderboard(str(tmp_path), "r")
+    assert len(rows) == 4 and rows["trial_id"].is_unique, rows[["trial_id", "status"]]
+    assert set(rows["status"]) == {"ok"}
+
+
+def test_two_concurrent_sweeps_of_one_name_lose_no_row(tmp_path):
+    spec = _write_spec(tmp_path / "c.yaml", name="c", trials=1, max_concurrent=1)
+    drivers = [_sweep_process(spec, tmp_path) for _ in range(2)]
+    for driver in drivers:
+        output, _ = driver.communicate(timeout=600)
+        assert driver.returncode == 0, output[-3000:]
+    rows = read_leaderboard(str(tmp_path), "c")
+    assert len(rows) == 2 and rows["trial_id"].is_unique
