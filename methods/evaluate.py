@@ -73,6 +73,21 @@ class EvalResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> EvalResult:
+        """The inverse of ``to_dict`` (``eval.json``); unknown keys are ignored."""
+        return cls(
+            n_eval=int(values["n_eval"]),
+            clean_acc=float(values["clean_acc"]),
+            robust_curve=tuple(RobustPoint(**p) for p in values.get("robust_curve", ())),
+            corruption_curve=tuple(
+                CorruptionPoint(**p) for p in values.get("corruption_curve", ())
+            ),
+            corruption_acc=values.get("corruption_acc"),
+            audit_flags=tuple(values.get("audit_flags", ())),
+            attack_settings=dict(values.get("attack_settings", {})),
+        )
+
 
 def _batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]

@@ -216,6 +216,15 @@ def _add_sweep(verbs: argparse._SubParsersAction) -> None:
     )
     add_fields(sweep, RunSettings, include=("storage", "address"))
     sweep.add_argument(
+        "--best",
+        metavar="SWEEP",
+        default=None,
+        help="instead of running: re-evaluate the top trials of SWEEP (ranked on the "
+        "validation split) with the full evaluation, and print each one's limelight train "
+        "command",
+    )
+    sweep.add_argument("--top", type=int, default=3, help="trials --best re-evaluates (default: 3)")
+    sweep.add_argument(
         "--resume",
         action="store_true",
         help="finish an interrupted sweep of the same name (Tuner.restore)",
@@ -324,6 +333,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from orchestrator.spec import load_spec
     from orchestrator.sweep import run_sweep
 
+    if args.best is not None:
+        return _best(args)
     spec = load_spec(args.spec or _default_spec())
     for field in ("trials", "max_concurrent"):
         value = getattr(args, field)
@@ -352,6 +363,37 @@ def _sweep(args: argparse.Namespace) -> int:
     print(leaderboard_command(board))
     print(f"tensorboard --logdir {report.experiment}")
     return EXIT_FAILED if report.errors and not report.ok else EXIT_OK
+
+
+def _best(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import best_trials, train_command
+
+    if args.top < 1:
+        raise ConfigError("top", f"must be >= 1, got {args.top}")
+    settings = RunSettings(**given(args, RunSettings))
+    trials = best_trials(settings.storage, args.best, args.top)
+    if not trials:
+        print(f"no finished trials of sweep {args.best!r} under {settings.storage}")
+        return EXIT_OK
+    results: list[tuple[str, EvalResult]] = []
+    for rank, trial in enumerate(trials, start=1):
+        print(f"#{rank} {trial.trial_id} (validation objective {trial.objective:.4f}):")
+        print(f"  {train_command(trial.config)}")
+        if trial.checkpoint is None or not trial.checkpoint.is_file():
+            print("  (its checkpoint was pruned: keep_checkpoints in the spec keeps more)")
+            continue
+        state = read_checkpoint(trial.checkpoint)
+        dataset = _load_data(state["meta"]["dataset"], settings)
+        recorded = state["meta"]["config"]
+        train_eps = recorded.get("attack_eps") or recorded.get("monitor_eps")
+        evaluation = evaluate_split(
+            restore_model(state), dataset, EvalConfig(seed=recorded["seed"]), train_eps, "auto"
+        )
+        results.append((trial.trial_id, evaluation))
+    if results:
+        print("\nfull evaluation on the test split:")
+        print(format_results(results))
+    return EXIT_OK
 
 
 def _default_spec() -> Path:

@@ -376,6 +376,9 @@ def run_sweep(
     # The objective exists only in a trial's final report (its epochs report validation
     # accuracy for ASHA); Tune would otherwise refuse every per-epoch report.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Progress is one line per finished trial (the Rows callback); Tune's own status
+    # output (its new-style reporter ignores verbose=0) would bury them.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     connect(address)
     experiment.mkdir(parents=True, exist_ok=True)
     (experiment / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
@@ -481,3 +484,68 @@ def _is_missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # a list or an array: present
         return False
+
+
+# ----------------------------------------------------------------------------- --best
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    trial_id: str
+    objective: float  # the first objective metric on the validation split
+    checkpoint: Path | None  # None when pruned
+    config: dict[str, Any]  # the resolved flat config the trial trained
+
+
+def best_trials(root: str, sweep: str, top: int) -> list[BestTrial]:
+    """The top ``top`` finished trials of ``sweep``, ranked by the spec's first objective
+    on the validation split (never the test split: that is the leaderboard's)."""
+    experiment = Path(_absolute_root(root)) / sweep
+    spec_path = experiment / "spec.yaml"
+    if not spec_path.is_file():
+        raise ConfigError("best", f"no sweep {sweep!r} under {root} (no {spec_path})")
+    from orchestrator.spec import parse_spec
+
+    spec = parse_spec(yaml.safe_load(spec_path.read_text()))
+    metric, mode = spec.objective.metrics[0]
+    rows = read_leaderboard(str(experiment.parent), sweep)
+    ranked = []
+    for record in rows[rows["status"] == "ok"].to_dict("records"):
+        evaluation = Path(record["logdir"]).parent / "eval.json"
+        if not evaluation.is_file():
+            continue
+        validation = EvalResult.from_dict(json.loads(evaluation.read_text())["validation"])
+        value = objective_metrics(validation, spec.eval_eps).get(metric)
+        if value is None:
+            continue
+        checkpoint = record.get("checkpoint")
+        ranked.append(
+            BestTrial(
+                trial_id=record["trial_id"],
+                objective=value,
+                checkpoint=Path(checkpoint) if isinstance(checkpoint, str) else None,
+                config=json.loads(record["config"]),
+            )
+        )
+    ranked.sort(key=lambda t: t.objective, reverse=mode == "max")
+    return ranked[:top]
+
+
+def train_command(config: Mapping[str, Any]) -> str:
+    """The ``limelight train`` command that trains ``config`` alone: every value that
+    differs from the method's defaults, as flags."""
+    from orchestrator.config import TrainConfig
+
+    defaults = TrainConfig.create(method=config["method"]).to_dict()
+    parts = ["limelight train", f"--method {config['method']}"]
+    for key, value in config.items():
+        if key == "method" or value is None or value == defaults.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"{flag} {','.join(map(str, value))}")
+        else:
+            parts.append(f"{flag} {value!r}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)

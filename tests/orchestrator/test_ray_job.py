@@ -1,6 +1,7 @@
 """Runs on a real Ray cluster: `ray job submit` of `limelight train` (results land under
-the absolute root given; a relative root is refused), and an LGR round's Train job
-joining the cluster named by --address. About a minute on 2 cores."""
+the absolute root given; a relative root is refused) and of a smoke sweep (its
+leaderboard is read back from the absolute root), and an LGR round's Train job joining
+the cluster named by --address. About two minutes on 2 cores."""
 
 from __future__ import annotations
 
@@ -83,6 +84,24 @@ def test_a_job_with_a_relative_root_exits_2(ray_head, tmp_path):
     assert done.returncode != 0
     assert "--storage: 'results' is relative" in done.stdout, done.stdout[-3000:]
     assert "exit code 2" in (done.stdout + done.stderr).lower() or "failed" in done.stdout
+
+
+def test_a_smoke_sweep_job_fills_the_leaderboard_under_the_absolute_root(ray_head, tmp_path):
+    from orchestrator.leaderboard import read_leaderboard
+
+    url, env = ray_head
+    runtime_env = json.dumps({"excludes": [".venv", "results", "data", ".git"]})
+    done = subprocess.run(
+        [str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
+         "--runtime-env-json", runtime_env, "--",
+         sys.executable, "-m", "orchestrator", "sweep", "search_spaces/demo.yaml", "--smoke",
+         "--trials", "2", "--storage", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = read_leaderboard(str(tmp_path), "demo")
+    assert len(rows) == 2 and set(rows["status"]) == {"ok"}
+    assert "tensorboard --logdir" in done.stdout and "sweep demo: 2 trials" in done.stdout
 
 
 def test_lgr_rounds_run_on_the_cluster_named_by_address(tmp_path):

@@ -53,7 +53,7 @@ def sweep_ray():
     ray.shutdown()
 
 
-def test_a_seeded_sweep_leaves_one_row_per_trial(sweep_ray, tmp_path):
+def test_a_seeded_sweep_leaves_one_row_per_trial(sweep_ray, tmp_path, capsys):
     lines = []
     report = run_sweep(_spec(seeds=[0, 1]), storage=str(tmp_path), progress=lines.append)
     rows = read_leaderboard(str(tmp_path), "t")
@@ -79,6 +79,32 @@ def test_a_seeded_sweep_leaves_one_row_per_trial(sweep_ray, tmp_path):
     events.Reload()
     assert "_hparams_/session_start_info" in events.summary_metadata
     assert "hparams/val_robust_acc" in events.Tags()["scalars"]
+    _check_best(tmp_path, rows, capsys)
+
+
+def _check_best(root: Path, rows, capsys) -> None:
+    """--best re-evaluates the top trial (by the validation objective) on the full test
+    split and prints a limelight train command that rebuilds its exact config."""
+    import shlex
+
+    from orchestrator.cli import _configs, build_parser
+    from orchestrator.config import TrainConfig
+    from orchestrator.sweep import best_trials, train_command
+
+    (best,) = best_trials(str(root), "t", top=1)
+    assert best.checkpoint is not None and best.checkpoint.is_file()  # the kept one
+    command = train_command(best.config)
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    config, _settings, _eval = _configs(args)
+    assert config == TrainConfig.from_dict(best.config)
+    assert best.trial_id in set(rows["trial_id"])
+    from orchestrator.cli import main
+
+    capsys.readouterr()
+    assert main(["sweep", "--best", "t", "--top", "1", "--storage", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert command in out and "full evaluation on the test split" in out
+    assert "n = 360 test images" in out  # the whole test split, not the sweep's 40
 
 
 def test_stopped_and_failed_trials_leave_rows(sweep_ray, tmp_path):
