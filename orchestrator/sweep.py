@@ -128,15 +128,16 @@ def run_trial(config: dict[str, Any], *, spec: SweepSpec, root: str, smoke: bool
     )
 
     def report_epoch(metrics) -> None:
-        tune.report(
-            {
-                "epoch": metrics.epoch,
-                "loss": metrics.loss,
-                "train_acc": metrics.train_acc,
-                "val_acc": metrics.test_acc,
-                "val_robust_acc": metrics.test_robust_acc,
-            }
-        )
+        values = {
+            "epoch": metrics.epoch,
+            "loss": metrics.loss,
+            "train_acc": metrics.train_acc,
+            "val_acc": metrics.test_acc,
+            # Measured every monitor_every epochs only; left out (not None) on the others,
+            # so that ASHA skips those epochs instead of comparing None.
+            "val_robust_acc": metrics.test_robust_acc,
+        }
+        tune.report({k: v for k, v in values.items() if v is not None})
 
     started = time.perf_counter()
     result = run(
