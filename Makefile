@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job, on the embedded digits data set: ERM and PGD adversarial training,
-# then both checkpoints attacked side by side. Re-running resumes / re-evaluates.
+# The main job, on the embedded digits data set: the demo sweep (Ray Tune + Optuna over
+# SGT's and ASGT's masking ratio, KL weight and attack eps; 4 trials), which prints its
+# leaderboard and the TensorBoard command. Re-running adds a new sweep's rows.
 run: setup
-	$(BIN)/limelight train --method erm --dataset digits --storage $(STORAGE) --out demo/erm
-	$(BIN)/limelight train --method adversarial --dataset digits --storage $(STORAGE) --out demo/adversarial
-	$(BIN)/limelight evaluate --checkpoint $(STORAGE)/demo/erm/checkpoint.pt $(STORAGE)/demo/adversarial/checkpoint.pt
+	$(BIN)/limelight sweep search_spaces/demo.yaml --storage $(STORAGE)
+	$(BIN)/limelight leaderboard --storage $(STORAGE) --group-by method,dataset --sort robust_acc_mean
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -27,21 +27,43 @@ HParams, row), "in run()" = `wall_s` - alone (run() in a fresh process vs a warm
 Reference, the same job alone: after the sweep, each trial's resolved config (its
 `runs/<trial_id>/config.json`) goes to `orchestrator.run.run` in this driver process
 (`RunSettings(device="cpu")`, inline, Ray not involved, the spec's eval config with
-the trial's seed), `--alone-repeats` times each, after one untimed job (the process's
-one-time costs: TensorBoard's import, the first attacks). Overhead = median sweep
-trial time - median time alone; ratio = their quotient. Also the sweep's whole wall
-time (around `run_sweep`: set-up, trials, checkpoint pruning) / trials vs the median
-time alone. Goal: <= 3 s of overhead per inline trial.
+the trial's seed), `--alone-repeats` times each (the order reversing each repeat),
+after one untimed cold job (the imports `run()` makes lazily, first calls; shown).
+torch runs with the trial's thread count (Ray sets OMP_NUM_THREADS to the actor's
+whole CPUs: 1), not the driver's default 2: on a loaded 2-core machine 2 threads were
+~6x slower (9.6 s a job), which would hide the overhead. Overhead = median sweep trial
+time - median time alone (also fastest vs fastest, the less load-sensitive); ratio =
+their quotient. Also the sweep's whole wall time (around `run_sweep`: set-up, trials,
+checkpoint pruning) / trials vs the median time alone. Goal: <= 3 s per inline trial.
 
 `--train-workers` adds the same sweep with `resources: {workers: 2}`: each trial drives
 a 2-worker `TorchTrainer` (gloo DDP). It is measured against the same inline job alone
-(the brief's reference: what the user's job costs without any Ray), and against the
-same `run()` with `workers=2` alone in this driver (a TorchTrainer without Tune), so
-that the Train path's own overhead (see benchmarks/methods.py) and Tune's share part.
+(what the job costs without any Ray), and against the same `run()` with `workers=2`
+alone in this driver (a TorchTrainer without Tune), so that the Train path's own
+overhead (see benchmarks/methods.py) and Tune's share part.
 
-Measured on a 2-core AMD EPYC (torch 2.14.1 CPU, ray 2.60), 2-core CPU, shared,
-2026-12-01:
-  RESULTS
+Measured on a 2-core AMD EPYC (torch 2.14.1 CPU, ray 2.60), 2-core CPU, shared (load
+average 3-4 from another user's work throughout: absolute times are inflated, and
+import-heavy cold starts most), 2026-12-01; ray.init 12.6 s (excluded); ~1.5 min:
+  inline, 4 trials (python benchmarks/sweep.py)
+    sweep trial (trials 2..4)  median 13.25 s (13.25, 13.25, 14.01; first, with the
+                               sweep's set-up, 12.94)
+    job alone (1 thread)       median 1.45 s (8 jobs, fastest 1.27)
+    overhead per trial         +11.8 s, 9.1x the job alone; goal <= 3 s: MISSED
+      outside the actor's function (actor start, imports)   +6.5 s
+      in the actor around run() (reports, row)              +0.1 s
+      run() in the fresh trial process vs warm driver       +5.2 s
+    whole sweep 53.7 s / 4 = 13.4 s a trial, 9.3x the job alone
+  Nearly all of it is a fresh Python process per trial (Tune's reuse_actors is off):
+  importing torch, Ray Tune and the project before the function starts, and inside
+  run() the lazy imports of its first call (a cold run() alone in a new process:
+  8.7 s vs 1.4 s warm, ~7 s of it imports, e.g. the data set loader's and
+  torch.optim's first SGD); Tune's own bookkeeping and reporting are ~0.1 s.
+  train-workers, 2 trials (--train-workers --trials 2 --skip-inline): no result.
+    Every trial fails at `_EpochRelay.start` (orchestrator/train.py): its
+    `ray.util.queue.Queue()` actor asks for 1 CPU inside the trial's placement group,
+    whose one bundle is {CPU: 0.1} ("Cannot schedule _QueueActor with the placement
+    group ..."); a workers > 1 sweep cannot run until that is fixed.
 Usage: python benchmarks/sweep.py [--trials 4] [--alone-repeats 2]
        [--train-workers [--skip-inline]] [--ray-logs]
 """
@@ -104,6 +126,10 @@ class Trial:
     alone_train: list[float] = field(default_factory=list)  # run() with workers=2
 
 
+class SweepFailed(RuntimeError):
+    """A trial did not finish: there is no per-trial time to report."""
+
+
 @dataclass
 class SweepTiming:
     trials: list[Trial]  # in completion order
@@ -126,7 +152,10 @@ def timed_sweep(spec: SweepSpec, root: str) -> SweepTiming:
     report = run_sweep(spec, storage=root, progress=progress)
     end = time.perf_counter()
     if report.ok != spec.trials:
-        raise RuntimeError(f"{report.ok} of {spec.trials} trials ok: {report}")
+        raise SweepFailed(
+            f"{report.ok} of {spec.trials} trials ok ({report.errors} failed, "
+            f"{report.stopped} stopped): see the trial lines above"
+        )
     finals = final_results(Path(root) / spec.name)
     rows = read_leaderboard(root, spec.name).set_index("trial_id")
     trials, previous = [], start
@@ -176,7 +205,7 @@ def trial_threads(spec: SweepSpec) -> int:
     return max(1, math.floor(spec.resources.cpus)) if spec.resources.workers == 1 else 1
 
 
-def bench_case(args: argparse.Namespace, label: str, workers: int) -> dict[str, float]:
+def bench_case(args: argparse.Namespace, label: str, workers: int) -> dict[str, float] | None:
     spec = build_spec(f"bench-{label}", args.trials, workers)
     threads = trial_threads(spec)
     print(
@@ -187,7 +216,11 @@ def bench_case(args: argparse.Namespace, label: str, workers: int) -> dict[str, 
     )
     driver_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="limelight-bench-") as root:
-        timing = timed_sweep(spec, root)
+        try:
+            timing = timed_sweep(spec, root)
+        except SweepFailed as error:
+            print(f"   {label}: no result, {error}", flush=True)
+            return None
         trials = timing.trials
         torch.set_num_threads(threads)  # the job alone computes as the trial does
         try:

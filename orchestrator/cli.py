@@ -214,7 +214,7 @@ def _add_sweep(verbs: argparse._SubParsersAction) -> None:
     sweep.add_argument(
         "--max-concurrent", type=int, default=None, help="trials at once (default: the spec's)"
     )
-    add_fields(sweep, RunSettings, include=("storage", "address"))
+    add_fields(sweep, RunSettings, include=("storage", "address", "data_dir"))
     sweep.add_argument(
         "--best",
         metavar="SWEEP",
@@ -349,6 +349,7 @@ def _sweep(args: argparse.Namespace) -> int:
         address=settings.address,
         resume=args.resume,
         smoke=args.smoke,
+        data_dir=settings.data_dir,
         progress=print,
     )
     print(

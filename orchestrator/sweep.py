@@ -110,7 +110,9 @@ def _eval_config(spec: SweepSpec, seed: int, smoke: bool) -> EvalConfig:
     return replace(spec.eval_config, seed=seed, limit=limit)
 
 
-def run_trial(config: dict[str, Any], *, spec: SweepSpec, root: str, smoke: bool) -> None:
+def run_trial(
+    config: dict[str, Any], *, spec: SweepSpec, root: str, smoke: bool, data_dir: str = "data"
+) -> None:
     """One Tune trial: ``run()`` with the spec's settings, per-epoch metrics to Tune,
     then the objective on the validation split, the HParams summary, and its row."""
     from ray import tune
@@ -125,6 +127,7 @@ def run_trial(config: dict[str, Any], *, spec: SweepSpec, root: str, smoke: bool
         device="auto" if spec.resources.gpus or spec.resources.workers > 1 else "cpu",
         workers=spec.resources.workers,
         gpus_per_worker=spec.resources.gpus if spec.resources.workers > 1 else 0.0,
+        data_dir=data_dir,
     )
 
     def report_epoch(metrics) -> None:
@@ -360,9 +363,14 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     smoke: bool = False,
+    data_dir: str = "data",
     progress: Callable[[str], None] = log.info,
 ) -> SweepReport:
-    """Run (or with ``resume`` finish) the sweep ``spec`` under the results root."""
+    """Run (or with ``resume`` finish) the sweep ``spec`` under the results root.
+
+    ``data_dir`` is made absolute here (trials run in other working directories); on a
+    cluster it must be a path every node reaches.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -380,11 +388,15 @@ def run_sweep(
     # Progress is one line per finished trial (the Rows callback); Tune's own status
     # output (its new-style reporter ignores verbose=0) would bury them.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    _quiet_libraries()
     connect(address)
     experiment.mkdir(parents=True, exist_ok=True)
     (experiment / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, spec=spec, root=root, smoke=smoke), _resources(spec)
+        tune.with_parameters(
+            run_trial, spec=spec, root=root, smoke=smoke, data_dir=str(Path(data_dir).resolve())
+        ),
+        _resources(spec),
     )
     run_config = tune.RunConfig(
         name=spec.name,
@@ -435,6 +447,16 @@ def run_sweep(
         errors=int(counts.get("error", 0)),
         wall_s=time.perf_counter() - started,
     )
+
+
+def _quiet_libraries() -> None:
+    """Optuna logs every study it creates and Tune where it saved its state, at INFO;
+    the trial lines say what matters. -v (INFO on limelight's logger) keeps them."""
+    import optuna
+
+    if not logging.getLogger("limelight").isEnabledFor(logging.INFO):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
 
 def _prune_checkpoints(spec: SweepSpec, root: str, grid: Any) -> None:
