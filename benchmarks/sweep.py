@@ -30,11 +30,12 @@ Reference, the same job alone: after the sweep, each trial's resolved config (it
 the trial's seed), `--alone-repeats` times each (the order reversing each repeat),
 after one untimed cold job (the imports `run()` makes lazily, first calls; shown).
 torch runs with the trial's thread count (Ray sets OMP_NUM_THREADS to the actor's
-whole CPUs: 1), not the driver's default 2: on a loaded 2-core machine 2 threads were
-~6x slower (9.6 s a job), which would hide the overhead. Overhead = median sweep trial
-time - median time alone (also fastest vs fastest, the less load-sensitive); ratio =
-their quotient. Also the sweep's whole wall time (around `run_sweep`: set-up, trials,
-checkpoint pruning) / trials vs the median time alone. Goal: <= 3 s per inline trial.
+whole CPUs: 1), not the driver's default 2: on the loaded 2-core machine a first run
+with 2 threads took 9.6 s a job alone (1.45 s with 1 thread minutes later), which would
+hide the overhead. Overhead = median sweep trial time - median time alone (also
+fastest vs fastest, the less load-sensitive); ratio = their quotient. Also the sweep's
+whole wall time (around `run_sweep`: set-up, trials, checkpoint pruning) / trials vs
+the median time alone. Goal: <= 3 s per inline trial.
 
 `--train-workers` adds the same sweep with `resources: {workers: 2}`: each trial drives
 a 2-worker `TorchTrainer` (gloo DDP). It is measured against the same inline job alone
@@ -49,21 +50,24 @@ import-heavy cold starts most), 2026-12-01; ray.init 12.6 s (excluded); ~1.5 min
     sweep trial (trials 2..4)  median 13.25 s (13.25, 13.25, 14.01; first, with the
                                sweep's set-up, 12.94)
     job alone (1 thread)       median 1.45 s (8 jobs, fastest 1.27)
-    overhead per trial         +11.8 s, 9.1x the job alone; goal <= 3 s: MISSED
+    overhead per trial         +11.8 s (fastest vs fastest +12.0 s), 9.1x the job
+                               alone; goal <= 3 s: MISSED
       outside the actor's function (actor start, imports)   +6.5 s
       in the actor around run() (reports, row)              +0.1 s
       run() in the fresh trial process vs warm driver       +5.2 s
     whole sweep 53.7 s / 4 = 13.4 s a trial, 9.3x the job alone
   Nearly all of it is a fresh Python process per trial (Tune's reuse_actors is off):
   importing torch, Ray Tune and the project before the function starts, and inside
-  run() the lazy imports of its first call (a cold run() alone in a new process:
-  8.7 s vs 1.4 s warm, ~7 s of it imports, e.g. the data set loader's and
-  torch.optim's first SGD); Tune's own bookkeeping and reporting are ~0.1 s.
+  run() the lazy imports of its first call (measured apart, a cold run() alone in a
+  new process: 8.7 s vs 1.4 s warm; cProfile puts ~7 s of it in imports, ~3.8 s under
+  preflight's data loading and ~3.1 s in the first torch.optim.SGD); Tune's own
+  bookkeeping and reporting are ~0.1 s.
   train-workers, 2 trials (--train-workers --trials 2 --skip-inline): no result.
     Every trial fails at `_EpochRelay.start` (orchestrator/train.py): its
     `ray.util.queue.Queue()` actor asks for 1 CPU inside the trial's placement group,
     whose one bundle is {CPU: 0.1} ("Cannot schedule _QueueActor with the placement
     group ..."); a workers > 1 sweep cannot run until that is fixed.
+
 Usage: python benchmarks/sweep.py [--trials 4] [--alone-repeats 2]
        [--train-workers [--skip-inline]] [--ray-logs]
 """

@@ -356,6 +356,8 @@ def _sweep(args: argparse.Namespace) -> int:
         f"\nsweep {report.name}: {report.trials} trials ({report.ok} ok, {report.stopped} "
         f"stopped, {report.errors} failed) in {report.wall_s:.0f}s"
     )
+    if report.pareto:
+        print(f"Pareto front on the validation split: {', '.join(report.pareto)}")
     board = argparse.Namespace(
         storage=report.root, sweep=report.name, where=None, sort=None, ascending=False,
         top=None, columns=None, group_by=None, format="table",

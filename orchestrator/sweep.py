@@ -59,6 +59,9 @@ class SweepReport:
     stopped: int
     errors: int
     wall_s: float
+    #: Multi-objective sweeps: the trials no other trial beats on every objective
+    #: (on the validation split), Optuna's Pareto front over what was run.
+    pareto: tuple[str, ...] = ()
 
     @property
     def experiment(self) -> str:
@@ -446,7 +449,26 @@ def run_sweep(
         stopped=int(counts.get("stopped", 0)),
         errors=int(counts.get("error", 0)),
         wall_s=time.perf_counter() - started,
+        pareto=pareto_front(spec, grid) if spec.objective.multi else (),
     )
+
+
+def pareto_front(spec: SweepSpec, grid: Any) -> tuple[str, ...]:
+    """Trial ids that no other finished trial dominates on the objective metrics."""
+    signs = [1.0 if mode == "max" else -1.0 for mode in spec.objective.modes]
+    points = {}
+    for result in grid:
+        metrics = result.metrics or {}
+        values = [metrics.get(name) for name in spec.objective.names]
+        if metrics.get("final") and all(v is not None for v in values):
+            points[metrics["trial_id"]] = [s * v for s, v in zip(signs, values, strict=True)]
+
+    def dominated(a: list[float]) -> bool:
+        return any(
+            all(x >= y for x, y in zip(b, a, strict=True)) and b != a for b in points.values()
+        )
+
+    return tuple(sorted(t for t, p in points.items() if not dominated(p)))
 
 
 def _quiet_libraries() -> None:

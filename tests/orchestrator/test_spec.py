@@ -145,3 +145,17 @@ def test_unreadable_and_non_mapping_files(tmp_path):
     code.write_text("name: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):  # safe_load: no code runs
         load_spec(code)
+
+
+def test_the_pareto_front_keeps_the_undominated_trials():
+    from types import SimpleNamespace
+
+    from orchestrator.sweep import pareto_front
+
+    spec = parse_spec({**BASE, "objective": {"robust_acc": "max", "clean_acc": "max"}})
+    points = {"a": (0.5, 0.9), "b": (0.6, 0.8), "c": (0.4, 0.7), "d": (0.6, 0.9), "e": (0.7, 0.5)}
+    grid = [
+        SimpleNamespace(metrics={"trial_id": t, "robust_acc": r, "clean_acc": c, "final": 1})
+        for t, (r, c) in points.items()
+    ] + [SimpleNamespace(metrics={"trial_id": "f", "robust_acc": 0.9})]  # not finished
+    assert pareto_front(spec, grid) == ("d", "e")

@@ -132,7 +132,10 @@ def test_stopped_and_failed_trials_leave_rows(sweep_ray, tmp_path):
 def test_a_multi_objective_sweep(sweep_ray, tmp_path):
     spec = _spec(name="pareto", objective={"robust_acc": "max", "clean_acc": "max"})
     report = run_sweep(spec, storage=str(tmp_path))
-    assert report.ok == 2 and len(read_leaderboard(str(tmp_path), "pareto")) == 2
+    rows = read_leaderboard(str(tmp_path), "pareto")
+    assert report.ok == 2 and len(rows) == 2
+    # With two trials the front holds one (if it wins on both) or both.
+    assert 1 <= len(report.pareto) <= 2 and set(report.pareto) <= set(rows["trial_id"])
 
 
 def _sweep_process(spec_path: Path, root: Path, *extra: str) -> subprocess.Popen:
