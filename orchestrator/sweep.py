@@ -2,9 +2,10 @@
 ``limelight train``, every finished trial one leaderboard row.
 
 Layout under the results root: ``<root>/<sweep>/`` holds the Tune experiment,
-``spec.yaml`` (the resolved spec), and ``runs/<trial_id>/`` per trial (the run
-directory: checkpoint, config.json, eval.json, TensorBoard events with the HParams
-summary); rows go to ``<root>/leaderboard/sweep=<sweep>/<trial_id>.parquet``.
+``spec.yaml`` (the resolved spec), Tune's trial folders (their TensorBoard events hold
+the per-epoch reports and the HParams summary), and ``runs/<trial_id>/`` per trial
+(the run directory: checkpoint, config.json, eval.json, TensorBoard curves); rows go
+to ``<root>/leaderboard/sweep=<sweep>/<trial_id>.parquet``.
 
 Model selection never sees the test split: trials hold out ``val_fraction`` of the
 training split; the per-epoch metrics ASHA sees and the objective Optuna sees are on
@@ -117,7 +118,8 @@ def run_trial(
     config: dict[str, Any], *, spec: SweepSpec, root: str, smoke: bool, data_dir: str = "data"
 ) -> None:
     """One Tune trial: ``run()`` with the spec's settings, per-epoch metrics to Tune,
-    then the objective on the validation split, the HParams summary, and its row."""
+    then its row and the objective on the validation split. Tune's TensorBoard logger
+    writes the HParams summary (the trial's config against its final report)."""
     from ray import tune
 
     from orchestrator.run import run
@@ -152,7 +154,6 @@ def run_trial(
     assert result.validation is not None  # val_fraction is always set in a sweep
     objective = objective_metrics(result.validation, spec.eval_eps)
     test = objective_metrics(result.evaluation, spec.eval_eps)
-    _write_hparams(result.logdir, method, sampled, seed, objective, test)
     append_row(
         root,
         _row(
@@ -170,17 +171,6 @@ def run_trial(
         ),
     )
     tune.report({**objective, "epoch": result.history[-1].epoch, "final": 1})
-
-
-def _write_hparams(logdir: Path, method: str, sampled, seed: int, objective, test) -> None:
-    """TensorBoard's HParams view: the searched values against the final metrics."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    hparams = {"method": method, "seed": seed, **sampled}
-    metrics = {f"hparams/val_{k}": v for k, v in objective.items()}
-    metrics.update({f"hparams/test_{k}": v for k, v in test.items()})
-    with SummaryWriter(str(logdir)) as writer:
-        writer.add_hparams(hparams, metrics, run_name=".")
 
 
 def _row(
@@ -434,6 +424,10 @@ def run_sweep(
                 scheduler=scheduler,
                 num_samples=spec.trials * len(spec.seeds),
                 max_concurrent_trials=spec.max_concurrent,
+                # A fresh trial process spends ~7 s importing torch, Tune and the data
+                # set's loaders before it trains (benchmarks/sweep.py); trials of one
+                # sweep ask for the same resources, so their processes can be reused.
+                reuse_actors=True,
             ),
             run_config=run_config,
         )

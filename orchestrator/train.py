@@ -439,7 +439,9 @@ class _EpochRelay:
     def start(cls) -> _EpochRelay:
         from ray.util.queue import Queue
 
-        queue = Queue()
+        # No CPU of its own: inside a Tune trial every child actor must fit in the
+        # trial's placement group, which reserves only what the trial itself needs.
+        queue = Queue(actor_options={"num_cpus": 0})
         return cls(queue, _report_forwarder(queue))
 
     def deliver(self, on_epoch: OnEpoch | None, timeout: float) -> None:

@@ -72,13 +72,15 @@ def test_a_seeded_sweep_leaves_one_row_per_trial(sweep_ray, tmp_path, capsys):
     assert len(kept) == 1 and Path(kept.iloc[0]["checkpoint"]).is_file()
     assert len(list((tmp_path / "t" / "runs").glob("*/checkpoint.pt"))) == 1
     assert (tmp_path / "t" / "spec.yaml").is_file()
-    # The HParams summary: TensorBoard's view of searched values against final metrics.
-    events = EventAccumulator(
-        str(tmp_path / "t" / "runs" / rows.iloc[0]["trial_id"] / "tensorboard")
-    )
+    # The HParams summary (Tune's TensorBoard logger): searched values against the final
+    # report, one session per trial, beside each trial's own curves.
+    trial_dirs = sorted((tmp_path / "t").glob("run_trial_*"))
+    assert len(trial_dirs) == 4
+    events = EventAccumulator(str(trial_dirs[0]))
     events.Reload()
     assert "_hparams_/session_start_info" in events.summary_metadata
-    assert "hparams/val_robust_acc" in events.Tags()["scalars"]
+    assert "ray/tune/robust_acc" in events.Tags()["scalars"]
+    assert list((tmp_path / "t" / "runs").glob("*/tensorboard/events.out.tfevents.*"))
     _check_best(tmp_path, rows, capsys)
 
 
