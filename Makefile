@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python benchmarks/attacks.py
 	$(BIN)/python benchmarks/lime.py
 	$(BIN)/python benchmarks/methods.py
+	$(BIN)/python benchmarks/sweep.py
 
 clean:
 	rm -rf results .pytest_cache

@@ -12,10 +12,8 @@ Sweep trial time (the measure): the driver's wall time between consecutive trial
 completions, taken with `time.perf_counter()` in `run_sweep`'s `progress` callback,
 which Tune's driver loop calls as each trial completes. With one trial at a time,
 that interval is everything a further trial adds to the sweep's wall time: Optuna's
-suggestion, Tune's scheduling, a fresh trial actor (Tune does not reuse actors, so a
-new worker process imports torch, Ray Tune and the project), `run()` itself, the
-per-epoch and final `tune.report`, the HParams summary and the leaderboard row, the
-actor's teardown. The first trial's interval also holds the sweep's set-up (Tuner,
+suggestion, Tune's scheduling, the trial actor (a reused one after the first),
+`run()` itself, the per-epoch and final `tune.report` and the leaderboard row. The first trial's interval also holds the sweep's set-up (Tuner,
 searcher, experiment directory) and is shown apart; the median is over trials 2..N.
 Neither of the two in-trial clocks measures this: the row's `wall_s` is taken inside
 the trial around `run()` (+ the HParams summary), and Tune's `time_total_s` inside the
@@ -43,33 +41,26 @@ a 2-worker `TorchTrainer` (gloo DDP). It is measured against the same inline job
 alone in this driver (a TorchTrainer without Tune), so that the Train path's own
 overhead (see benchmarks/methods.py) and Tune's share part.
 
-Measured on a 2-core AMD EPYC (torch 2.14.1 CPU, ray 2.60), 2-core CPU, shared (load
-average 3-4 from another user's work throughout: absolute times are inflated, and
-import-heavy cold starts most), 2026-12-01; ray.init 12.6 s (excluded); ~1.5 min:
-  inline, 4 trials (python benchmarks/sweep.py)
-    sweep trial (trials 2..4)  median 13.25 s (13.25, 13.25, 14.01; first, with the
-                               sweep's set-up, 12.94)
-    job alone (1 thread)       median 1.45 s (8 jobs, fastest 1.27)
-    overhead per trial         +11.8 s (fastest vs fastest +12.0 s), 9.1x the job
-                               alone; goal <= 3 s: MISSED
-      outside the actor's function (actor start, imports)   +6.5 s
-      in the actor around run() (reports, row)              +0.1 s
-      run() in the fresh trial process vs warm driver       +5.2 s
-    whole sweep 53.7 s / 4 = 13.4 s a trial, 9.3x the job alone
-  Nearly all of it is a fresh Python process per trial (Tune's reuse_actors is off):
-  importing torch, Ray Tune and the project before the function starts, and inside
-  run() the lazy imports of its first call (measured apart, a cold run() alone in a
-  new process: 8.7 s vs 1.4 s warm; cProfile puts ~7 s of it in imports, ~3.8 s under
-  preflight's data loading and ~3.1 s in the first torch.optim.SGD); Tune's own
-  bookkeeping and reporting are ~0.1 s.
-  train-workers, 2 trials (--train-workers --trials 2 --skip-inline): no result.
-    Every trial fails at `_EpochRelay.start` (orchestrator/train.py): its
-    `ray.util.queue.Queue()` actor asks for 1 CPU inside the trial's placement group,
-    whose one bundle is {CPU: 0.1} ("Cannot schedule _QueueActor with the placement
-    group ..."); a workers > 1 sweep cannot run until that is fixed.
+Measured 2026-12-01 on a 2-core CPU (torch 2.14.1 CPU, ray 2.60), shared with
+other work (absolute times are inflated; the ratios are the point):
+  inline, 5 trials (python benchmarks/sweep.py --trials 5), trial processes reused
+  (TuneConfig(reuse_actors=True), orchestrator/sweep.py):
+    sweep trial (trials 2..5)  median 1.26 s (fastest 1.16); the first, with the
+                               sweep's set-up and the cold process, 10.9 s
+    job alone (1 thread)       median 1.15 s (10 jobs, fastest 0.97)
+    overhead per trial         +0.10 s (fastest vs fastest +0.19 s), 1.09x: goal met
+    whole sweep 16.2 s / 5 = 3.25 s a trial (the first trial's cold start included)
+  Before reuse_actors, every trial started a fresh process: +11.8 s a trial (9.1x),
+  ~7 s of it importing torch, Ray Tune and the project (a cold run() alone: 8.7 s vs
+  1.4 s warm; ~3.8 s under the data set's loaders, ~3.1 s in the first SGD).
+  train-workers, 2 trials (--train-workers --trials 2 --skip-inline --ray-cpus 3; a
+  trial's own 0.1 CPU beside its 2 workers needs 3 logical CPUs):
+    sweep trial 30.4 s; the same run() with workers=2 alone (a TorchTrainer without
+    Tune) 28.5 s, so Tune's part is +1.9 s (1.07x) and Ray Train's start-up the rest
+    (+26.9 s over the 1.6 s inline job; see benchmarks/methods.py).
 
 Usage: python benchmarks/sweep.py [--trials 4] [--alone-repeats 2]
-       [--train-workers [--skip-inline]] [--ray-logs]
+       [--train-workers [--skip-inline] --ray-cpus 3] [--ray-logs]
 """
 
 from __future__ import annotations
@@ -346,6 +337,12 @@ def main(argv: list[str] | None = None) -> None:
         "--skip-inline", action="store_true", help="with --train-workers: only that case"
     )
     parser.add_argument(
+        "--ray-cpus",
+        type=int,
+        default=2,
+        help="logical CPUs of the local Ray (default: 2; --train-workers needs 3)",
+    )
+    parser.add_argument(
         "--ray-logs", action="store_true", help="show Ray worker output (default: hidden)"
     )
     args = parser.parse_args(argv)
@@ -363,7 +360,14 @@ def main(argv: list[str] | None = None) -> None:
         f"({torch.get_num_threads()} threads in the driver)"
     )
     start = time.perf_counter()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=args.ray_logs)
+    # Logical CPUs: a TorchTrainer trial needs its own share (0.1) beside its 2 workers'
+    # whole CPUs, more than a 2-CPU Ray has; --ray-cpus 3 oversubscribes the 2 cores.
+    ray.init(
+        address="local",
+        num_cpus=args.ray_cpus,
+        include_dashboard=False,
+        log_to_driver=args.ray_logs,
+    )
     print(f"ray.init (excluded): {time.perf_counter() - start:.1f} s")
     try:
         if not args.skip_inline:
