@@ -13,7 +13,8 @@ completions, taken with `time.perf_counter()` in `run_sweep`'s `progress` callba
 which Tune's driver loop calls as each trial completes. With one trial at a time,
 that interval is everything a further trial adds to the sweep's wall time: Optuna's
 suggestion, Tune's scheduling, the trial actor (a reused one after the first),
-`run()` itself, the per-epoch and final `tune.report` and the leaderboard row. The first trial's interval also holds the sweep's set-up (Tuner,
+`run()` itself, the per-epoch and final `tune.report` and the leaderboard row. The
+first trial's interval also holds the sweep's set-up (Tuner,
 searcher, experiment directory) and is shown apart; the median is over trials 2..N.
 Neither of the two in-trial clocks measures this: the row's `wall_s` is taken inside
 the trial around `run()` (+ the HParams summary), and Tune's `time_total_s` inside the
