@@ -5,6 +5,7 @@ driver, two concurrent sweeps of one name, and the HParams summary."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -187,3 +188,25 @@ def test_two_concurrent_sweeps_of_one_name_lose_no_row(tmp_path):
         assert driver.returncode == 0, output[-3000:]
     rows = read_leaderboard(str(tmp_path), "c")
     assert len(rows) == 2 and rows["trial_id"].is_unique
+
+
+def test_a_trial_can_drive_a_torchtrainer(tmp_path):
+    """resources.workers 2: each trial runs its job on a 2-worker TorchTrainer inside its
+    Tune function, and its epochs still reach Tune (through run()'s on_epoch relay,
+    whose queue once asked for a CPU the trial's placement group did not have)."""
+    import ray
+
+    ray.shutdown()
+    # Logical CPUs: the trial's own 0.1 beside its 2 workers' whole CPUs.
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        spec = _spec(name="ddp", trials=1, train={"epochs": 1}, resources={"workers": 2})
+        report = run_sweep(spec, storage=str(tmp_path))
+    finally:
+        ray.shutdown()
+    (row,) = read_leaderboard(str(tmp_path), "ddp").to_dict("records")
+    assert report.ok == 1 and row["status"] == "ok", row.get("error")
+    assert (tmp_path / "ddp" / "runs" / row["trial_id"] / "ray" / "train").is_dir()
+    (trial_dir,) = (tmp_path / "ddp").glob("run_trial_*")
+    reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+    assert [r.get("epoch") for r in reports if "val_acc" in r] == [1]  # the relayed epoch
