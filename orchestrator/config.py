@@ -22,6 +22,7 @@ from methods.models import MODELS, default_model
 from methods.options import ConfigError, Options, option, validate
 from methods.training import METHODS, TrainingMethod, method_class
 from methods.training._options import EPS_SCALE
+from orchestrator.storage import DEFAULT_STORAGE, STORAGE_ENV, default_root, is_uri, local_root
 
 __all__ = [
     "ConfigError",
@@ -34,9 +35,6 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
-#: Where results go when neither --storage nor LIMELIGHT_STORAGE says.
-DEFAULT_STORAGE = "results"
-STORAGE_ENV = "LIMELIGHT_STORAGE"
 
 #: Why a method refuses an option it does not have, where a hint helps more than the list.
 _MISPLACED_HINTS = {
@@ -196,10 +194,6 @@ def option_fields() -> dict[str, list[tuple[str, dataclasses.Field]]]:
 # ----------------------------------------------------------------------------- where it runs
 
 
-def is_uri(path: str | os.PathLike) -> bool:
-    return "://" in str(path)
-
-
 def in_ray_job() -> bool:
     """True inside the entrypoint of ``ray job submit`` (Ray's job supervisor sets this
     variable for the driver it starts)."""
@@ -236,8 +230,7 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.storage is None:
-            object.__setattr__(self, "storage", os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE)
+        object.__setattr__(self, "storage", default_root(self.storage))
         _check_device(self.device)
         if in_ray_job() and not is_uri(self.storage) and not Path(self.storage).is_absolute():
             raise ConfigError(
@@ -263,15 +256,8 @@ class RunSettings:
 
     def run_dir(self, config: TrainConfig) -> Path:
         """The run directory: ``out`` (default by data set, method, seed) under the root."""
-        if is_uri(self.storage):
-            raise ConfigError(
-                "storage",
-                f"{self.storage} is a URI; limelight train writes its run directory "
-                "(checkpoint.pt, tensorboard/) to a local or shared file system path; "
-                "URI roots serve limelight explain's mask store",
-            )
-        out = self.out or f"train/{config.dataset}-{config.method}-seed{config.seed}"
-        return Path(self.storage) / out
+        root = local_root(self.storage, "a run writes its run directory (checkpoint, TensorBoard)")
+        return root / (self.out or f"train/{config.dataset}-{config.method}-seed{config.seed}")
 
 
 def _check_device(name: str) -> None:

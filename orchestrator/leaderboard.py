@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,6 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from orchestrator.storage import DEFAULT_STORAGE, STORAGE_ENV, as_uri, default_root
 
 __all__ = [
     "ACCURACY_COLUMNS",
@@ -89,9 +90,6 @@ TABLE_HIDDEN = ("robust_curve", "config")
 #: Left out of the human formats unless named, to keep a row on one screen line: the
 #: provenance (commit, time, paths) is in csv/json and in --columns.
 TABLE_PROVENANCE = ("config_id", "git_sha", "created_at", "checkpoint", "logdir")
-# Copied from orchestrator.config rather than imported: that module imports torch.
-DEFAULT_STORAGE = "results"
-STORAGE_ENV = "LIMELIGHT_STORAGE"
 
 CURVE_POINT = pa.struct([("attack", pa.string()), ("eps", pa.float64()), ("acc", pa.float64())])
 
@@ -279,14 +277,9 @@ def _config_text(config: str | Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------ writing, reading
 
 
-def _as_uri(root: str | Path) -> str:
-    text = str(root)
-    return text if "://" in text else str(Path(text).resolve())
-
-
 def _base(root: str | Path) -> tuple[pafs.FileSystem, str]:
     """The file system and the data set's folder on it (``<root>/leaderboard``)."""
-    fs, base = pafs.FileSystem.from_uri(_as_uri(root))
+    fs, base = pafs.FileSystem.from_uri(as_uri(root))
     return fs, f"{base.rstrip('/')}/{FOLDER}"
 
 
@@ -725,7 +718,7 @@ def _split(argument: str, text: str | None) -> list[str] | None:
 
 def leaderboard_command(args: argparse.Namespace) -> str:
     """The text ``limelight leaderboard`` prints; ``ValueError`` (one line) on bad input."""
-    root = args.storage or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    root = default_root(args.storage)
     columns = _split("columns", args.columns)
     group_by = _split("group_by", args.group_by)
     frame = read_leaderboard(root, args.sweep)

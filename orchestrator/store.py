@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from methods.lime import Explanation, LimeSettings, flagged_mask
+from orchestrator.storage import as_uri
 
 __all__ = ["SCHEMA", "MaskStore", "StoreKey", "explanations_table", "file_digest"]
 
@@ -99,7 +100,7 @@ class MaskStore:
 
     def __init__(self, root: str | Path, key: StoreKey) -> None:
         self.key = key
-        self.fs, base = pafs.FileSystem.from_uri(_as_uri(root))
+        self.fs, base = pafs.FileSystem.from_uri(as_uri(root))
         self.path = f"{base.rstrip('/')}/explanations/{key.name}"
 
     @property
@@ -170,8 +171,3 @@ class MaskStore:
     def masks(self, strategy: str, ratio: float) -> dict[int, np.ndarray]:
         """Image index -> (H, W) bool mask of the segments ``strategy`` flags at ``ratio``."""
         return {i: flagged_mask(e, strategy, ratio) for i, e in self.explanations().items()}
-
-
-def _as_uri(root: str | Path) -> str:
-    text = str(root)
-    return text if "://" in text else str(Path(text).resolve())

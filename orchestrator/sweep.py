@@ -37,9 +37,10 @@ from ray.tune.search import Repeater
 
 from methods.evaluate import EvalResult
 from orchestrator.checkpoints import git_sha
-from orchestrator.config import ConfigError, EvalConfig, RunSettings, is_uri
+from orchestrator.config import ConfigError, EvalConfig, RunSettings
 from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
 from orchestrator.spec import SweepSpec
+from orchestrator.storage import local_root
 
 __all__ = ["SweepReport", "objective_metrics", "run_sweep"]
 
@@ -340,13 +341,7 @@ def _resources(spec: SweepSpec) -> dict[str, float]:
 
 
 def _absolute_root(storage: str) -> str:
-    if is_uri(storage):
-        raise ConfigError(
-            "storage",
-            f"{storage} is a URI; sweeps write run directories with local file APIs: give "
-            "a local or shared file system path",
-        )
-    return str(Path(storage).resolve())
+    return str(local_root(storage, "a sweep writes its trials' run directories").resolve())
 
 
 def run_sweep(
