@@ -86,7 +86,11 @@ def input_saliency(
     net = unwrap(model)
     x = images.detach().requires_grad_(True)
     switch = nullcontext() if mode is None else model_mode(net, mode)
-    with torch.enable_grad(), switch, frozen_batchnorm_statistics(net):
+    # Only a train-mode pass updates running statistics; this runs every training step
+    # of SGT/ASGT, so eval mode skips the snapshot.
+    in_train_mode = net.training if mode is None else mode == "train"
+    freeze = frozen_batchnorm_statistics(net) if in_train_mode else nullcontext()
+    with torch.enable_grad(), switch, freeze:
         out = net(x)
         if target == "log_prob":
             out = F.log_softmax(out, dim=1)
