@@ -359,10 +359,9 @@ def _sweep(args: argparse.Namespace) -> int:
     if report.pareto:
         print(f"Pareto front on the validation split: {', '.join(report.pareto)}")
     board = argparse.Namespace(
-        storage=report.root, sweep=report.name, where=None, sort=None, ascending=False,
+        storage=report.root, sweep=report.name, where=None, sort="robust_acc", ascending=False,
         top=None, columns=None, group_by=None, format="table",
     )  # fmt: skip
-    board.sort = "robust_acc"
     print(leaderboard_command(board))
     print(f"tensorboard --logdir {report.experiment}")
     return EXIT_FAILED if report.errors and not report.ok else EXIT_OK
@@ -409,7 +408,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     try:
         print(leaderboard_command(args))
     except ValueError as error:
-        raise UsageError(str(error).splitlines()[0]) from error
+        # The module names the argument ("top: ..."); the CLI names the flag, as elsewhere.
+        field, _, message = str(error).splitlines()[0].partition(": ")
+        raise UsageError(f"{flag_name(field)}: {message}" if message else field) from error
     return EXIT_OK
 
 
