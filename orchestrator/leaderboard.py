@@ -74,6 +74,10 @@ ACCURACY_COLUMNS = (
     "corruption_acc",
     "shortcut_follow_rate",
     "shortcut_acc",
+    "faithfulness_auc",
+    "faithfulness_random_auc",
+    "flag_precision",
+    "flag_recall",
 )
 #: Columns ``query(group_by=...)`` averages (mean and standard deviation per group).
 METRIC_COLUMNS = (
@@ -83,15 +87,25 @@ METRIC_COLUMNS = (
     "pgd_acc",
     "corruption_acc",
     "faithfulness_auc",
+    "faithfulness_gap",
+    "shortcut_follow_rate",
+    "shortcut_acc",
+    "flag_precision",
+    "flag_recall",
     "wall_s",
 )
 #: Columns the table formats leave out unless they are asked for by name.
-TABLE_HIDDEN = ("robust_curve", "config")
+TABLE_HIDDEN = ("robust_curve", "faithfulness_curve", "config")
 #: Left out of the human formats unless named, to keep a row on one screen line: the
 #: provenance (commit, time, paths) is in csv/json and in --columns.
 TABLE_PROVENANCE = ("config_id", "git_sha", "created_at", "checkpoint", "logdir")
 
 CURVE_POINT = pa.struct([("attack", pa.string()), ("eps", pa.float64()), ("acc", pa.float64())])
+#: One step of the masked-accuracy curve: the share of features replaced, the accuracy
+#: with the most salient ones replaced first, and with a random order (the baseline).
+FAITHFULNESS_POINT = pa.struct(
+    [("fraction", pa.float64()), ("acc", pa.float64()), ("random_acc", pa.float64())]
+)
 
 # Every column is nullable in the file: an old part file that predates a column must
 # still read (as null). Which values a new row needs is LeaderboardRow's job.
@@ -111,18 +125,23 @@ SCHEMA = pa.schema(
         ("attack_eps", pa.float64()),
         ("epochs", pa.int64()),
         ("eval_eps", pa.float64()),
-        ("eval_mode", pa.string()),  # reserved
+        ("eval_mode", pa.string()),  # which attack set produced robust_acc: fast | standard
         ("clean_acc", pa.float64()),
         ("robust_acc", pa.float64()),
         ("fgsm_acc", pa.float64()),
         ("pgd_acc", pa.float64()),
         ("robust_curve", pa.list_(CURVE_POINT)),
         ("corruption_acc", pa.float64()),
-        ("faithfulness_auc", pa.float64()),  # reserved
+        ("faithfulness_auc", pa.float64()),  # masked-accuracy AUC in [0,1]; lower: more faithful
+        ("faithfulness_random_auc", pa.float64()),  # the same with a random order
+        ("faithfulness_gap", pa.float64()),  # faithfulness_auc - faithfulness_random_auc
+        ("faithfulness_curve", pa.list_(FAITHFULNESS_POINT)),
         ("audit_flags", pa.list_(pa.string())),
         ("audit_note", pa.string()),
-        ("shortcut_follow_rate", pa.float64()),  # reserved
-        ("shortcut_acc", pa.float64()),  # reserved
+        ("shortcut_follow_rate", pa.float64()),  # share following a wrong-class patch
+        ("shortcut_acc", pa.float64()),
+        ("flag_precision", pa.float64()),  # LGR's flagged pixels vs the true patch mask
+        ("flag_recall", pa.float64()),
         ("n_eval", pa.int64()),
         ("wall_s", pa.float64()),
         ("git_sha", pa.string()),
@@ -150,7 +169,7 @@ def encode_config(config: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class LeaderboardRow:
-    """One finished trial. Keyword-only: with 34 fields, positions would be a trap.
+    """One finished trial. Keyword-only: with 40 fields, positions would be a trap.
 
     ``config`` may be given as a mapping (encoded with ``encode_config``) or as JSON
     text of an object. ``error`` keeps its first line only. ``robust_curve`` takes
@@ -180,10 +199,15 @@ class LeaderboardRow:
     robust_curve: tuple[dict[str, Any], ...] = ()
     corruption_acc: float | None = None
     faithfulness_auc: float | None = None
+    faithfulness_random_auc: float | None = None
+    faithfulness_gap: float | None = None
+    faithfulness_curve: tuple[dict[str, Any], ...] = ()
     audit_flags: tuple[str, ...] = ()
     audit_note: str | None = None
     shortcut_follow_rate: float | None = None
     shortcut_acc: float | None = None
+    flag_precision: float | None = None
+    flag_recall: float | None = None
     n_eval: int | None = None
     wall_s: float
     git_sha: str | None = None
@@ -201,6 +225,7 @@ class LeaderboardRow:
         for name in ACCURACY_COLUMNS:
             self._set(name, _fraction(name, getattr(self, name)))
         self._set("robust_curve", _curve(self.robust_curve))
+        self._set("faithfulness_curve", _faithfulness_curve(self.faithfulness_curve))
         self._set("audit_flags", tuple(str(flag) for flag in self.audit_flags))
         self._set("error", _first_line(self.error))
         self._set("config", _config_text(self.config))
@@ -216,6 +241,7 @@ class LeaderboardRow:
         """One-row table of ``SCHEMA`` (without ``sweep``: the folder name holds it)."""
         values = dataclasses.asdict(self)
         values["robust_curve"] = list(self.robust_curve)
+        values["faithfulness_curve"] = list(self.faithfulness_curve)
         values["audit_flags"] = list(self.audit_flags)
         return pa.Table.from_pylist([{name: values[name] for name in SCHEMA.names}], SCHEMA)
 
@@ -252,6 +278,18 @@ def _curve(points: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
             raise ValueError(f"robust_curve: points need attack, eps and acc, got {point!r}")
         acc = _fraction("robust_curve", point["acc"])
         out.append({"attack": str(point["attack"]), "eps": float(point["eps"]), "acc": acc})
+    return tuple(out)
+
+
+def _faithfulness_curve(points: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
+    keys = {"fraction", "acc", "random_acc"}
+    out = []
+    for point in points:
+        if not isinstance(point, Mapping) or set(point) != keys:
+            raise ValueError(
+                f"faithfulness_curve: points need fraction, acc and random_acc, got {point!r}"
+            )
+        out.append({key: _fraction("faithfulness_curve", point[key]) for key in sorted(keys)})
     return tuple(out)
 
 
