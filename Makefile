@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet 'torch>=2.4' 'torchvision>=0.19'
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,corrupt]'
+	# torchattacks cross-checks our APGD and Square in the tests only. --no-deps: it pins
+	# requests~=2.25, which would downgrade what Ray's job client uses.
+	$(BIN)/python -m pip install --quiet --no-deps 'torchattacks>=3.5'
 	touch $(STAMP)
 
 # The main job, on the embedded digits data set: the demo sweep (Ray Tune + Optuna over

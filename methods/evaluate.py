@@ -1,25 +1,47 @@
-"""Evaluation: clean accuracy, the robust curve (FGSM / PGD over an eps grid),
-CIFAR-10-C corruption accuracy, and an audit of the numbers.
+"""Evaluation: clean accuracy, the robust curve over an eps grid, CIFAR-10-C
+corruption accuracy, and the robustness audit.
 
-Results are typed records of floats (after RobustBench), written with ``asdict``.
-Robust accuracy is reported per attack and as ``worst``: an example counts as
-robust only if it survives every attack at that eps, the per-example worst case.
+At each eps three kinds of attack run (after RobustBench and Croce & Hein 2020):
+
+- the papers' curves, FGSM and PGD on every example, kept for comparison with them;
+- the ensemble of ``eval_mode`` (``standard``: APGD-CE, APGD-T, Square, AutoAttack's
+  standard set less FAB-T; ``fast``: APGD-CE and APGD-T), run in sequence, each on the
+  examples the ones before it left standing, recorded as the ``autoattack`` point;
+- the audit's probes (``methods.audit``) on what still stands.
+
+``worst`` is the per-example worst case over every attack run at that eps, probes
+included: the headline robust accuracy. Results are typed records of floats, written
+with ``asdict``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # methods.faithfulness imports this module's batching
+    from methods.faithfulness import FaithfulnessCurve
 
 from methods.attacks import Attack, build_attack, model_mode
+from methods.audit import (
+    LARGE_EPS,
+    ProbeSettings,
+    audit,
+    largest_class_share,
+    probe_gradients,
+    stronger_attacks,
+)
 
 __all__ = [
+    "ENSEMBLES",
+    "EVAL_MODES",
     "CorruptionPoint",
     "EvalResult",
     "RobustPoint",
@@ -36,10 +58,30 @@ log = logging.getLogger(__name__)
 EVAL_PGD_STEPS = 20
 EVAL_PGD_RESTARTS = 1
 
+#: Ensemble per eval mode: (registry name, options), run in this order. ``standard`` is
+#: AutoAttack's standard L-inf set (Croce & Hein, ICML 2020) without FAB-T, which
+#: rarely breaks an example the other three leave standing (their Table 2).
+ENSEMBLES: dict[str, tuple[tuple[str, dict[str, object]], ...]] = {
+    "standard": (
+        ("apgd-ce", {"steps": 100}),
+        ("apgd-t", {"steps": 100, "n_target_classes": 9}),
+        ("square", {"queries": 5000}),
+    ),
+    "fast": (
+        ("apgd-ce", {"steps": 100}),
+        ("apgd-t", {"steps": 100, "n_target_classes": 3}),
+    ),
+    "pgd": (),  # the papers' protocol alone: FGSM and PGD
+}
+EVAL_MODES = tuple(ENSEMBLES)
+DEFAULT_PROBES = ProbeSettings()
+
 
 @dataclass(frozen=True)
 class RobustPoint:
-    attack: str  # "fgsm", "pgd" or "worst" (per-example minimum over the attacks)
+    # "fgsm", "pgd", "autoattack" (the eval mode's ensemble) or "worst" (the
+    # per-example minimum over every attack run at this eps, the audit's included)
+    attack: str
     eps: float  # L-inf on the [0,1] scale
     acc: float  # in [0,1]
 
@@ -62,6 +104,9 @@ class EvalResult:
     corruption_acc: float | None = None  # plain mean over corruption_curve
     audit_flags: tuple[str, ...] = ()
     attack_settings: dict[str, str] = field(default_factory=dict)
+    eval_mode: str = "pgd"  # results written before the ensemble existed were PGD-only
+    audit_measures: dict[str, float] = field(default_factory=dict)
+    faithfulness: FaithfulnessCurve | None = None  # SGT's masked-accuracy curve
 
     def acc(self, attack: str, eps: float) -> float:
         """Robust accuracy of ``attack`` at ``eps`` (``KeyError`` if not evaluated)."""
@@ -76,6 +121,8 @@ class EvalResult:
     @classmethod
     def from_dict(cls, values: dict) -> EvalResult:
         """The inverse of ``to_dict`` (``eval.json``); unknown keys are ignored."""
+        from methods.faithfulness import FaithfulnessCurve
+
         return cls(
             n_eval=int(values["n_eval"]),
             clean_acc=float(values["clean_acc"]),
@@ -86,6 +133,11 @@ class EvalResult:
             corruption_acc=values.get("corruption_acc"),
             audit_flags=tuple(values.get("audit_flags", ())),
             attack_settings=dict(values.get("attack_settings", {})),
+            eval_mode=str(values.get("eval_mode", "pgd")),
+            audit_measures={k: float(v) for k, v in values.get("audit_measures", {}).items()},
+            faithfulness=None
+            if values.get("faithfulness") is None
+            else FaithfulnessCurve.from_dict(values["faithfulness"]),
         )
 
 
@@ -137,8 +189,12 @@ def evaluate(
     *,
     eps_grid: Sequence[float],
     attacks: Sequence[str] = ("fgsm", "pgd"),
+    eval_mode: str = "standard",
     pgd_steps: int = EVAL_PGD_STEPS,
     pgd_restarts: int = EVAL_PGD_RESTARTS,
+    probes: ProbeSettings | None = DEFAULT_PROBES,
+    faithfulness: bool = True,
+    saliency_target: str = "log_prob",
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     seed: int = 0,
@@ -151,26 +207,64 @@ def evaluate(
     too when ``corruption_root`` (a CIFAR-10-C folder) is given.
 
     Args:
-        eps_grid: L-inf radii on the [0,1] scale; each attack runs at each eps.
-        attacks: names from ``methods.attacks.ATTACKS``.
+        eps_grid: L-inf radii on the [0,1] scale; every attack runs at each eps.
+        attacks: the papers' curves, names from ``methods.attacks.ATTACKS`` run on
+            every example (FGSM and PGD by default).
+        eval_mode: the ensemble behind the headline (``ENSEMBLES``).
         pgd_steps, pgd_restarts: PGD strength (step size 2.5 * eps / steps).
-        seed: seeds PGD's random start, so a result can be reproduced exactly.
+        probes: the audit's extra attacks; None skips them (the audit then reads the
+            curve alone).
+        faithfulness, saliency_target: SGT's masked-accuracy curve on the same images
+            (``methods.faithfulness``), its saliency from this output.
+        seed: seeds every random start and draw, so a result reproduces exactly.
     """
+    if eval_mode not in ENSEMBLES:
+        raise ValueError(f"unknown eval_mode {eval_mode!r}; valid: {', '.join(ENSEMBLES)}")
     kw = {"batch_size": batch_size, "device": device, "seed": seed}
     clean = correct_under(model, images, labels, None, **kw)
     curve: list[RobustPoint] = []
     settings: dict[str, str] = {}
+    measures: dict[str, float] = {}
+    steps = [(eps, name) for eps in eps_grid for name in (*attacks, "ensemble")]
+    progress = tqdm(total=len(steps), desc="evaluate", unit="attack", leave=False)
     for eps in eps_grid:
         survived = clean.clone()
         for name in attacks:
             options = {"steps": pgd_steps, "restarts": pgd_restarts} if name == "pgd" else {}
             attack = build_attack(name, eps, **options)
-            settings[name] = repr(attack).replace(f"eps={eps:g}", "eps=*")
+            settings[name] = _pattern(attack, eps)
             correct = correct_under(model, images, labels, attack, **kw)
-            curve.append(RobustPoint(name, float(eps), correct.float().mean().item()))
+            curve.append(RobustPoint(name, float(eps), _mean(correct)))
             survived &= correct
-        if len(attacks) > 1:
-            curve.append(RobustPoint("worst", float(eps), survived.float().mean().item()))
+            progress.update()
+        progress.set_postfix(eps=f"{eps:g}")
+        for name, options in ENSEMBLES[eval_mode]:
+            attack = build_attack(name, eps, **options)
+            settings[name] = _pattern(attack, eps)
+            survived &= _correct_on(model, images, labels, attack, survived, **kw)
+        if ENSEMBLES[eval_mode]:
+            curve.append(RobustPoint("autoattack", float(eps), _mean(survived)))
+        progress.update()
+        if probes is not None:
+            blackbox = not any(name == "square" for name, _ in ENSEMBLES[eval_mode])
+            for measure, attack in stronger_attacks(eps, probes, blackbox=blackbox):
+                settings[f"audit:{measure}"] = _pattern(attack, eps)
+                standing = _first(survived, probes.max_examples)
+                broken = standing & ~_correct_on(model, images, labels, attack, standing, **kw)
+                measures[f"{measure}@{eps:g}"] = _mean(broken)
+                survived &= ~broken
+        if len(attacks) + len(ENSEMBLES[eval_mode]) > 1 or probes is not None:
+            curve.append(RobustPoint("worst", float(eps), _mean(survived)))
+    progress.close()
+    if probes is not None:
+        measures.update(_global_probes(model, images, labels, probes, **kw))
+    curve_of_masking = None
+    if faithfulness:
+        from methods.faithfulness import masked_accuracy_curve
+
+        curve_of_masking = masked_accuracy_curve(
+            model, images, labels, saliency_target=saliency_target, **kw
+        )
     corruption_curve: tuple[CorruptionPoint, ...] = ()
     corruption_mean = None
     if corruption_root is not None:
@@ -186,16 +280,67 @@ def evaluate(
         corruption_mean = sum(p.acc for p in corruption_curve) / len(corruption_curve)
     result = EvalResult(
         n_eval=len(labels),
-        clean_acc=clean.float().mean().item(),
+        clean_acc=_mean(clean),
         robust_curve=tuple(curve),
         corruption_curve=corruption_curve,
         corruption_acc=corruption_mean,
         attack_settings=settings,
+        eval_mode=eval_mode,
+        audit_measures=measures,
+        faithfulness=curve_of_masking,
     )
     flags = audit(result)
     for flag in flags:
         log.warning("robustness audit: %s", flag)
     return replace(result, audit_flags=flags)
+
+
+def _mean(mask: torch.Tensor) -> float:
+    return mask.float().mean().item()
+
+
+def _pattern(attack: Attack, eps: float) -> str:
+    return repr(attack).replace(f"eps={eps:g}", "eps=*")
+
+
+def _first(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """``mask`` with only its first ``count`` true entries kept."""
+    kept = mask.clone()
+    kept[mask.nonzero().flatten()[count:]] = False
+    return kept
+
+
+def _correct_on(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: Attack,
+    subset: torch.Tensor,
+    **kw,
+) -> torch.Tensor:
+    """Per-example correctness under ``attack``, attacking only where ``subset`` is
+    true (AutoAttack's economy: an example already broken stays broken); False
+    elsewhere."""
+    out = torch.zeros_like(subset)
+    index = subset.nonzero().flatten()
+    if len(index):
+        out[index] = correct_under(model, images[index], labels[index], attack, **kw)
+    return out
+
+
+def _global_probes(model, images, labels, probes: ProbeSettings, **kw) -> dict[str, float]:
+    """The eps-independent signs: an attack at ``LARGE_EPS`` and the gradients."""
+    subset = slice(0, probes.max_examples)
+    x, y = images[subset], labels[subset]
+    attack = build_attack("pgd", LARGE_EPS, steps=probes.large_eps_steps)
+    large = correct_under(model, x, y, attack, **kw)
+    return {
+        "large_eps_acc": _mean(large),
+        "large_eps_bound": largest_class_share(y),
+        "zero_gradient_share": probe_gradients(
+            model, x, y, batch_size=kw["batch_size"], device=kw["device"]
+        ),
+    }
 
 
 def corruption_accuracy(
@@ -222,33 +367,3 @@ def corruption_accuracy(
             acc = accuracy(model, x, y, batch_size=batch_size, device=device)
             points.append(CorruptionPoint(corruption, int(severity), acc))
     return tuple(points)
-
-
-def audit(result: EvalResult) -> tuple[str, ...]:
-    """Warning signs that a robust accuracy is not what it seems (Carlini et al. 2019,
-    "On Evaluating Adversarial Robustness", section 7):
-
-    - ``pgd_above_fgsm@eps``: the multi-step attack does worse than the one-step
-      attack, a classic sign of gradient masking or a broken attack;
-    - ``non_monotone_<attack>``: accuracy rises with eps;
-    - ``robust_above_clean@eps``: an attack raised accuracy.
-
-    The tolerance is two examples' worth of accuracy (at least 0.5 points), so that
-    sampling noise alone does not raise a flag.
-    """
-    tolerance = max(0.005, 2.0 / max(result.n_eval, 1))
-    flags: list[str] = []
-    by_attack: dict[str, list[RobustPoint]] = {}
-    for point in result.robust_curve:
-        by_attack.setdefault(point.attack, []).append(point)
-        if point.acc > result.clean_acc + tolerance:
-            flags.append(f"robust_above_clean@{point.attack}:{point.eps:g}")
-    fgsm = {p.eps: p.acc for p in by_attack.get("fgsm", [])}
-    for point in by_attack.get("pgd", []):
-        if point.eps in fgsm and point.acc > fgsm[point.eps] + tolerance:
-            flags.append(f"pgd_above_fgsm@{point.eps:g}")
-    for name, points in by_attack.items():
-        ordered = sorted(points, key=lambda p: p.eps)
-        if any(b.acc > a.acc + tolerance for a, b in itertools.pairwise(ordered)):
-            flags.append(f"non_monotone_{name}")
-    return tuple(flags)

@@ -173,6 +173,7 @@ MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {
 _DEFAULT_MODEL = {
     "digits": "small_cnn",
     "digits_shortcut": "small_cnn",
+    "mnist5k": "sgt_mnist_cnn",
     "mnist": "sgt_mnist_cnn",
     "cifar10": "resnet18",
     "cifar100": "resnet18",

@@ -16,6 +16,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
+from methods.audit import audit_note
 from methods.data import DATASETS, DataNotFoundError, load_dataset
 from methods.evaluate import EvalResult
 from methods.lime import SEGMENTATIONS, LimeSettings
@@ -29,8 +30,11 @@ from orchestrator.config import (
     TrainConfig,
     option_fields,
 )
+from orchestrator.corrupt import add_corrupt_parser
 from orchestrator.flags import add_fields, add_method_options, flag_name, given
 from orchestrator.leaderboard import add_leaderboard_arguments, leaderboard_command
+from orchestrator.plot_cli import add_plot_parser
+from orchestrator.report import add_report_parser
 from orchestrator.store import MaskStore
 from orchestrator.train import evaluate_split, write_json
 
@@ -262,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(verbs)
     _add_sweep(verbs)
     _add_leaderboard(verbs)
+    add_plot_parser(verbs)
+    add_report_parser(verbs)
+    add_corrupt_parser(verbs)
     return parser
 
 
@@ -518,6 +525,12 @@ def format_results(results: Sequence[tuple[str, EvalResult]]) -> str:
         for point in result.robust_curve:
             key = f"{point.attack} eps={point.eps:.4g}"
             rows.setdefault(key, ["-"] * len(results))[column] = f"{100 * point.acc:.1f}"
+        if result.faithfulness is not None:
+            curve = result.faithfulness
+            key = "masked-acc AUC (random)"
+            rows.setdefault(key, ["-"] * len(results))[column] = (
+                f"{100 * curve.auc:.1f} ({100 * curve.random_auc:.1f})"
+            )
         if result.corruption_acc is not None:
             key = "corruptions (mean)"
             rows.setdefault(key, ["-"] * len(results))[column] = (
@@ -535,13 +548,16 @@ def format_results(results: Sequence[tuple[str, EvalResult]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     n = {result.n_eval for _, result in results}
+    modes = {result.eval_mode for _, result in results}
     lines.append(
-        f"(n = {', '.join(map(str, sorted(n)))} test images; "
-        "worst = survives every attack at that eps)"
+        f"(n = {', '.join(map(str, sorted(n)))} test images; autoattack = the "
+        f"{'/'.join(sorted(modes))} ensemble; worst = survives every attack at that eps, "
+        "the audit's included: the headline)"
     )
     for label, result in results:
         for flag in result.audit_flags:
-            lines.append(f"audit warning [{label}]: {flag}")
+            note = audit_note((flag,), result.audit_measures)
+            lines.append(f"audit warning [{label}]: {note}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from methods.attacks import ATTACKS
 from methods.data import DATASETS
+from methods.evaluate import EVAL_MODES
 from methods.models import MODELS, default_model
 from methods.options import ConfigError, Options, option, validate
 from methods.training import METHODS, TrainingMethod, method_class
@@ -54,8 +55,8 @@ class TrainConfig:
     dataset: str = option("digits", help="data set (digits is embedded)", choices=DATASETS)
     model: str | None = option(
         None,
-        help="model (default per data set: small_cnn for digits, sgt_mnist_cnn for mnist, "
-        "resnet18 for cifar)",
+        help="model (default per data set: small_cnn for digits, sgt_mnist_cnn for mnist "
+        "and mnist5k, resnet18 for cifar)",
         choices=lambda: tuple(MODELS),
     )
     epochs: int = option(30, help="epochs", low=1)
@@ -273,6 +274,13 @@ def _check_device(name: str) -> None:
 class EvalConfig:
     """Evaluation settings: attacks at each eps of the grid."""
 
+    eval_mode: str = option(
+        "standard",
+        help="the ensemble behind the headline robust accuracy: standard (APGD-CE, "
+        "APGD-T, Square), fast (APGD-CE, APGD-T; sweeps), pgd (the papers' FGSM/PGD only)",
+        choices=EVAL_MODES,
+    )
+
     eps: tuple[float, ...] | None = option(
         None,
         help="evaluation eps grid (default: the data set's grid plus the training eps)",
@@ -282,10 +290,23 @@ class EvalConfig:
         metavar="E[,E...]",
     )
     attacks: tuple[str, ...] = option(
-        ("fgsm", "pgd"), help="attacks to run at each eps", choices=ATTACKS, metavar="A[,A...]"
+        ("fgsm", "pgd"),
+        help="the papers' curves: attacks run on every example at each eps",
+        choices=ATTACKS,
+        metavar="A[,A...]",
     )
     pgd_steps: int = option(20, help="PGD steps", low=1)
     pgd_restarts: int = option(1, help="PGD restarts", low=1)
+    audit_probes: bool = option(
+        True,
+        help="run the audit's extra attacks (stronger PGD, Square, eps 0.5, gradients) "
+        "on what the evaluation left standing",
+    )
+    faithfulness: bool = option(
+        True,
+        help="SGT's masked-accuracy curve: accuracy as the most salient pixels are "
+        "replaced, against a random order (docs/faithfulness.md)",
+    )
     limit: int | None = option(
         None, help="evaluate on the first N test images only", low=1, metavar="N"
     )

@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 #: Refinement rounds run at this fraction of --lr (see _round_config).
 REFINE_LR_SCALE = 0.2
 #: The light evaluation after each round (the full one runs after the last).
-ROUND_EVAL = EvalConfig(attacks=("pgd",), pgd_steps=10, limit=512)
+ROUND_EVAL = EvalConfig(
+    attacks=("pgd",), eval_mode="pgd", audit_probes=False, pgd_steps=10, limit=512
+)
 #: Test images whose LIME overlays go to TensorBoard each round.
 OVERLAY_IMAGES = 4
 

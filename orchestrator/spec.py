@@ -27,6 +27,7 @@ A spec::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,11 @@ MODES = ("max", "min")
 TOP_KEYS = (
     "name", "method", "dataset", "model", "train", "search", "eval", "objective",
     "trials", "seeds", "max_concurrent", "resources", "asha", "val_fraction",
-    "keep_checkpoints",
+    "keep_checkpoints", "sampler",
 )  # fmt: skip
+#: How trials are chosen: Optuna (TPE, or NSGA-II for several objectives) over the
+#: search space, or every combination (each method x its choice lists x the seeds).
+SAMPLERS = ("optuna", "grid")
 
 
 # ----------------------------------------------------------------------------- domains
@@ -202,6 +206,7 @@ class SweepSpec:
     asha: Asha | None = None
     val_fraction: float = 0.1
     keep_checkpoints: int = 3
+    sampler: str = "optuna"
 
     @property
     def eval_eps(self) -> float:
@@ -210,6 +215,17 @@ class SweepSpec:
 
     def searched(self, method: str) -> Mapping[str, Domain]:
         return self.search.get(method, {})
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The grid sampler's configurations: per method, every combination of its
+        choice lists, as ``{"method": m, m: {field: value}}`` (a trial's config shape)."""
+        variants = []
+        for method in self.methods:
+            space = self.searched(method)
+            names = list(space)
+            for values in itertools.product(*(space[n].values for n in names)):  # type: ignore[union-attr]
+                variants.append({"method": method, method: dict(zip(names, values, strict=True))})
+        return variants
 
     def trial_config(self, method: str, sampled: Mapping[str, Any], seed: int) -> TrainConfig:
         """The frozen config of one trial: the fixed settings, the sampled values, the seed."""
@@ -232,9 +248,13 @@ class SweepSpec:
             },
             "eval": {
                 "eval_eps": self.eval_eps,
+                "grid": list(self.eval_config.eps or ())[1:],
+                "eval_mode": self.eval_config.eval_mode,
                 "attacks": list(self.eval_config.attacks),
                 "pgd_steps": self.eval_config.pgd_steps,
                 "pgd_restarts": self.eval_config.pgd_restarts,
+                "audit_probes": self.eval_config.audit_probes,
+                "faithfulness": self.eval_config.faithfulness,
                 "limit": self.eval_config.limit,
             },
             "objective": dict(self.objective.metrics),
@@ -245,6 +265,7 @@ class SweepSpec:
             "asha": None if self.asha is None else dataclasses.asdict(self.asha),
             "val_fraction": self.val_fraction,
             "keep_checkpoints": self.keep_checkpoints,
+            "sampler": self.sampler,
         }
 
 
@@ -316,8 +337,24 @@ def parse_spec(text: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
         asha=None if text.get("asha") is None else _asha(_mapping("asha", text["asha"])),
         val_fraction=_fraction("val_fraction", text.get("val_fraction", 0.1)),
         keep_checkpoints=_count("keep_checkpoints", text.get("keep_checkpoints", 3)),
+        sampler=_sampler(text.get("sampler", "optuna"), search),
     )
     return spec
+
+
+def _sampler(value: Any, search: Mapping[str, Mapping[str, Domain]]) -> str:
+    if value not in SAMPLERS:
+        raise ConfigError("sampler", f"unknown sampler {value!r}; valid: {', '.join(SAMPLERS)}")
+    if value == "grid":
+        for method, space in search.items():
+            for name, domain in space.items():
+                if not isinstance(domain, Choice):
+                    raise ConfigError(
+                        f"search.{name}",
+                        f"a grid sweep takes choice lists only ({method} has "
+                        f"{_kind(domain)}); give {{choice: [a, b]}}",
+                    )
+    return str(value)
 
 
 def _known(prefix: str, mapping: Mapping[str, Any], valid: tuple[str, ...]) -> None:
@@ -406,7 +443,17 @@ def _kind(domain: Domain) -> str:
 
 
 def _eval(text: Mapping[str, Any]) -> EvalConfig:
-    valid = ("eval_eps", "attacks", "pgd_steps", "pgd_restarts", "limit")
+    valid = (
+        "eval_eps",
+        "grid",
+        "eval_mode",
+        "attacks",
+        "pgd_steps",
+        "pgd_restarts",
+        "audit_probes",
+        "faithfulness",
+        "limit",
+    )
     _known("eval", text, valid)
     if "eval_eps" not in text:
         raise ConfigError("eval.eval_eps", "give the fixed eps of the headline robust accuracy")
@@ -415,13 +462,27 @@ def _eval(text: Mapping[str, Any]) -> EvalConfig:
         raise ConfigError(
             "eval.eval_eps", f"must lie in (0, 1] (L-inf on the [0,1] scale), got {eps!r}"
         )
-    options = {k: v for k, v in text.items() if k != "eval_eps"}
+    grid = _grid(text.get("grid", []), float(eps))
+    options = {k: v for k, v in text.items() if k not in ("eval_eps", "grid")}
+    # A sweep evaluates every trial: the fast ensemble, unless the spec asks for more.
+    # `limelight sweep --best` re-evaluates the winners with the standard one.
+    options.setdefault("eval_mode", "fast")
     if "attacks" in options:
         options["attacks"] = tuple(options["attacks"])
     try:
-        return EvalConfig(eps=(float(eps),), **options)
+        # eval_eps first: it is the headline (SweepSpec.eval_eps), the rest the curve.
+        return EvalConfig(eps=(float(eps), *grid), **options)
     except ConfigError as error:
         raise ConfigError(f"eval.{error.field}", error.message) from error
+
+
+def _grid(value: Any, eval_eps: float) -> tuple[float, ...]:
+    """``eval.grid``: more eps to evaluate every trial at (the robust curve)."""
+    if not isinstance(value, list) or not all(
+        isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1 for e in value
+    ):
+        raise ConfigError("eval.grid", f"must be a list of eps in (0, 1], got {value!r}")
+    return tuple(sorted({float(e) for e in value} - {eval_eps}))
 
 
 def _objective(text: Any) -> Objective:

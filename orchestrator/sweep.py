@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 from ray.tune.search import Repeater
 
+from methods.audit import audit_note
 from methods.evaluate import EvalResult
 from orchestrator.checkpoints import git_sha
 from orchestrator.config import ConfigError, EvalConfig, RunSettings
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The config key Tune's Repeater sets: which of the spec's seeds a trial runs.
 TRIAL_INDEX = "__trial_index__"
+#: The grid sampler's key: one of ``SweepSpec.grid()``'s configurations.
+GRID_VARIANT = "variant"
 #: --smoke: one epoch a trial, the evaluation on this many test and validation images.
 SMOKE_LIMIT = 64
 
@@ -89,6 +92,7 @@ def objective_metrics(evaluation: EvalResult, eval_eps: float) -> dict[str, floa
 
 def _sampled(spec: SweepSpec, config: Mapping[str, Any]) -> tuple[str, dict[str, Any], int]:
     """(method, its sampled values, seed) from a Tune trial's config."""
+    config = {**config, **config.get(GRID_VARIANT, {})}
     method = config.get("method", spec.methods[0])
     sampled = dict(config.get(method, {}))
     seed = spec.seeds[int(config.get(TRIAL_INDEX, 0))]
@@ -214,13 +218,18 @@ def _row(
         attack_eps=config.get("attack_eps"),
         epochs=int(config["epochs"]),
         eval_eps=spec.eval_eps,
+        eval_mode=None if evaluation is None else evaluation.eval_mode,
         clean_acc=test.get("clean_acc"),
         robust_acc=test.get("robust_acc"),
         fgsm_acc=test.get("fgsm_acc"),
         pgd_acc=test.get("pgd_acc"),
         robust_curve=curve,
         corruption_acc=None if evaluation is None else evaluation.corruption_acc,
+        **_faithfulness_columns(evaluation),
         audit_flags=() if evaluation is None else tuple(evaluation.audit_flags),
+        audit_note=None
+        if evaluation is None
+        else audit_note(evaluation.audit_flags, evaluation.audit_measures),
         n_eval=None if evaluation is None else evaluation.n_eval,
         wall_s=wall_s,
         git_sha=git_sha(),
@@ -228,6 +237,18 @@ def _row(
         logdir=logdir,
         config=dict(config),
     )
+
+
+def _faithfulness_columns(evaluation: EvalResult | None) -> dict[str, Any]:
+    curve = None if evaluation is None else evaluation.faithfulness
+    if curve is None:
+        return {}
+    return {
+        "faithfulness_auc": curve.auc,
+        "faithfulness_random_auc": curve.random_auc,
+        "faithfulness_gap": curve.gap,
+        "faithfulness_curve": curve.points(),
+    }
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -394,6 +415,18 @@ def run_sweep(
     )
     if resume:
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_errored=True)
+    elif spec.sampler == "grid":
+        tuner = tune.Tuner(
+            trainable,
+            param_space={
+                GRID_VARIANT: tune.grid_search(spec.grid()),
+                TRIAL_INDEX: tune.grid_search(list(range(len(spec.seeds)))),
+            },
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=spec.max_concurrent, reuse_actors=True
+            ),
+            run_config=run_config,
+        )
     else:
         objective = spec.objective
         searcher = OptunaSearch(
@@ -506,8 +539,8 @@ def _forget_checkpoint(root: str, rows: Any, trial_id: str) -> None:
     record["checkpoint"] = None
     fields = {k: v for k, v in record.items() if k in LeaderboardRow.__dataclass_fields__}
     fields = {k: (None if _is_missing(v) else v) for k, v in fields.items()}
-    fields["robust_curve"] = tuple(record.get("robust_curve") or ())
-    fields["audit_flags"] = tuple(record.get("audit_flags") or ())
+    for name in ("robust_curve", "faithfulness_curve", "audit_flags"):
+        fields[name] = tuple(record.get(name) or ())
     append_row(root, LeaderboardRow(**fields))
 
 

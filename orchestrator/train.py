@@ -26,7 +26,7 @@ import torch
 
 from methods.attacks import model_mode
 from methods.data import Dataset, ImageSplit, load_dataset, split_validation
-from methods.evaluate import EvalResult, evaluate
+from methods.evaluate import DEFAULT_PROBES, EvalResult, evaluate
 from methods.loop import EpochMetrics, LoopConfig, fit, resolve_device
 from methods.models import build_model
 from methods.training import TrainingMethod
@@ -190,8 +190,14 @@ def evaluated_result(
     on_validation = None
     record = {"checkpoint": str(checkpoint), **evaluation.to_dict()}
     if validation is not None:
+        # The validation split steers the search; the audit is about the test numbers.
         on_validation = evaluate_split(
-            model, dataset, eval_config, train_eps, device, split=validation
+            model,
+            dataset,
+            dataclasses.replace(eval_config, audit_probes=False, faithfulness=False),
+            train_eps,
+            device,
+            split=validation,
         )
         record["validation"] = on_validation.to_dict()
     write_json(checkpoint.parent / "eval.json", record)
@@ -596,8 +602,11 @@ def evaluate_split(
         labels,
         eps_grid=grid,
         attacks=eval_config.attacks,
+        eval_mode=eval_config.eval_mode,
         pgd_steps=eval_config.pgd_steps,
         pgd_restarts=eval_config.pgd_restarts,
+        probes=DEFAULT_PROBES if eval_config.audit_probes else None,
+        faithfulness=eval_config.faithfulness,
         batch_size=eval_config.batch_size,
         device=resolve_device(device),
         seed=eval_config.seed,

@@ -53,6 +53,8 @@ def digits_checkpoint(tmp_path_factory) -> Path:
         "2",
         "--limit",
         "20",
+        "--eval-mode",
+        "pgd",
     ]
     assert main(argv) == 0
     return out / "checkpoint.pt"

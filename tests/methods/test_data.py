@@ -97,7 +97,15 @@ def test_unknown_name_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="unknown data set 'svhn'") as err:
         load_dataset("svhn")
     assert_one_line(err, *DATASETS)
-    assert DATASETS == ("digits", "digits_shortcut", "mnist", "cifar10", "cifar100", "cifar10c")
+    assert DATASETS == (
+        "digits",
+        "digits_shortcut",
+        "mnist5k",
+        "mnist",
+        "cifar10",
+        "cifar100",
+        "cifar10c",
+    )
 
 
 # ---------------------------------------------------------------------------

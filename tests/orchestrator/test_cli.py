@@ -49,6 +49,9 @@ def trained_run(tmp_path_factory) -> Path:
             "0.1",
             "--pgd-steps",
             "5",
+            "--eval-mode",
+            "pgd",
+            "--no-audit-probes",
         ]
     )
     assert code == 0
@@ -142,6 +145,9 @@ def test_evaluate_prints_a_table_and_writes_json(trained_run, capsys):
             "5",
             "--limit",
             "50",
+            "--eval-mode",
+            "fast",
+            "--no-audit-probes",
         ],
         capsys,
     )
@@ -240,6 +246,8 @@ def test_sgt_draws_saliency_to_tensorboard(tmp_path):
         "pgd",
         "--pgd-steps",
         "2",
+        "--eval-mode",
+        "pgd",
         "--eps",
         "0.1",
         "--mask-ratio",

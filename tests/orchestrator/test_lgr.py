@@ -16,7 +16,7 @@ from orchestrator.config import EvalConfig, RunSettings, TrainConfig
 from orchestrator.lgr import flag_masks
 from orchestrator.run import run
 
-QUICK_EVAL = EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=50)
+QUICK_EVAL = EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=50, eval_mode="pgd")
 
 
 def _follow_rate(model, split) -> float:
@@ -132,6 +132,7 @@ def test_lgr_with_a_union_of_strategies_runs_and_draws_its_flags(
         "--epochs", "1", "--explain-fraction", "0.03", "--lime-samples", "100",
         "--attack-eps", "0", "--storage", str(tmp_path), "--out", "lgr",
         "--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "20",
+        "--eval-mode", "pgd",
     ]  # fmt: skip
     assert main(argv) == 0
     events = EventAccumulator(str(tmp_path / "lgr" / "tensorboard"))

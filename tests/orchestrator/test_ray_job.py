@@ -26,7 +26,18 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"
-QUICK = ["--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "20"]
+QUICK = [
+    "--eps",
+    "0.1",
+    "--attacks",
+    "pgd",
+    "--pgd-steps",
+    "2",
+    "--limit",
+    "20",
+    "--eval-mode",
+    "pgd",
+]
 
 
 def _free_port() -> int:
@@ -112,7 +123,9 @@ def test_lgr_rounds_run_on_the_cluster_named_by_address(tmp_path):
         start = run(
             TrainConfig(dataset="digits_shortcut", epochs=1),
             RunSettings(storage=str(tmp_path), out="erm", device="cpu"),
-            eval_config=EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=1, limit=10),
+            eval_config=EvalConfig(
+                eps=(0.1,), attacks=("pgd",), pgd_steps=1, limit=10, eval_mode="pgd"
+            ),
         )
         assert not ray.is_initialized()  # inline training touches no Ray
         config = TrainConfig.create(
@@ -122,7 +135,13 @@ def test_lgr_rounds_run_on_the_cluster_named_by_address(tmp_path):
         settings = RunSettings(
             storage=str(tmp_path), out="lgr", device="cpu", workers=2, address=cluster.address
         )
-        result = run(config, settings, eval_config=EvalConfig(limit=10, attacks=("pgd",)))
+        result = run(
+            config,
+            settings,
+            eval_config=EvalConfig(
+                limit=10, attacks=("pgd",), eval_mode="fast", audit_probes=False
+            ),
+        )
         assert ray.get_runtime_context().gcs_address == cluster.address
         assert (tmp_path / "lgr" / "round1" / "ray" / "train").is_dir()  # a Train run
         assert result.history[-1].epoch == 1

@@ -17,8 +17,13 @@ from orchestrator.cli import build_parser, main
 from orchestrator.config import ConfigError, EvalConfig, RunSettings, TrainConfig
 from orchestrator.run import run
 
-QUICK_EVAL = EvalConfig(eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=40)
-QUICK_FLAGS = ["--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "40"]
+QUICK_EVAL = EvalConfig(
+    eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=40, eval_mode="fast", audit_probes=False
+)
+QUICK_FLAGS = [
+    "--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "40",
+    "--eval-mode", "fast", "--no-audit-probes",
+]  # fmt: skip
 
 
 def _exit_code(argv: list[str]) -> int:

@@ -159,3 +159,36 @@ def test_the_pareto_front_keeps_the_undominated_trials():
         for t, (r, c) in points.items()
     ] + [SimpleNamespace(metrics={"trial_id": "f", "robust_acc": 0.9})]  # not finished
     assert pareto_front(spec, grid) == ("d", "e")
+
+
+def test_grid_sampler_lists_every_method_and_choice_combination():
+    spec = parse_spec(
+        {
+            "method": ["erm", "sgt"],
+            "sampler": "grid",
+            "search": {"sgt": {"mask_ratio": {"choice": [0.3, 0.5]}}},
+            "eval": {"eval_eps": 0.1, "grid": [0.2, 0.05, 0.1]},
+            "seeds": [0, 1, 2],
+        }
+    )
+    assert spec.eval_config.eps == (0.1, 0.05, 0.2)  # the headline first, then the curve
+    assert spec.eval_eps == 0.1
+    with pytest.raises(ConfigError, match="list of eps") as info:
+        parse_spec({"eval": {"eval_eps": 0.1, "grid": [0.1, 2]}})
+    assert info.value.field == "eval.grid"
+    assert spec.grid() == [
+        {"method": "erm", "erm": {}},
+        {"method": "sgt", "sgt": {"mask_ratio": 0.3}},
+        {"method": "sgt", "sgt": {"mask_ratio": 0.5}},
+    ]
+    assert spec.eval_config.eval_mode == "fast"  # a sweep's default ensemble
+
+
+def test_grid_sampler_refuses_ranges_and_unknown_samplers():
+    grid = {"method": "sgt", "sampler": "grid", "eval": {"eval_eps": 0.1}}
+    with pytest.raises(ConfigError, match="choice lists only") as info:
+        parse_spec({**grid, "search": {"mask_ratio": {"uniform": [0.2, 0.8]}}})
+    assert info.value.field == "search.mask_ratio"
+    with pytest.raises(ConfigError, match="valid: optuna, grid") as info:
+        parse_spec({**grid, "sampler": "random"})
+    assert info.value.field == "sampler"

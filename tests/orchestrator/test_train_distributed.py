@@ -33,7 +33,7 @@ def _settings(path: Path, **overrides) -> RunSettings:
     return RunSettings(storage=str(path.parent), out=path.name, device="cpu", **overrides)
 
 
-EVAL = EvalConfig(limit=50, attacks=("pgd",), pgd_steps=2, eps=(0.1,))
+EVAL = EvalConfig(limit=50, attacks=("pgd",), pgd_steps=2, eps=(0.1,), eval_mode="pgd")
 
 
 def test_two_workers_take_the_inline_steps(local_ray, digits, tmp_path):

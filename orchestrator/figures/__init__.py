@@ -1,0 +1,6 @@
+"""Figures: ``results`` draws the leaderboard (robust curves, Pareto front, faithfulness;
+torch-free), ``overlays`` draws explanations on images, ``runs`` reads an LGR run
+directory and explains its models before and after refinement.
+
+``orchestrator.plots`` re-exports the public names of all three.
+"""
