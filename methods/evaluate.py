@@ -226,7 +226,8 @@ def evaluate(
     settings: dict[str, str] = {}
     measures: dict[str, float] = {}
     steps = [(eps, name) for eps in eps_grid for name in (*attacks, "ensemble")]
-    progress = tqdm(total=len(steps), desc="evaluate", unit="attack", leave=False)
+    # disable=None: a bar on a terminal only, not in Ray's forwarded trial logs.
+    progress = tqdm(total=len(steps), desc="evaluate", unit="attack", leave=False, disable=None)
     for eps in eps_grid:
         survived = clean.clone()
         for name in attacks:

@@ -35,6 +35,7 @@ from orchestrator.flags import add_fields, add_method_options, flag_name, given
 from orchestrator.leaderboard import add_leaderboard_arguments, leaderboard_command
 from orchestrator.plot_cli import add_plot_parser
 from orchestrator.report import add_report_parser
+from orchestrator.shortcut import add_shortcut_parser
 from orchestrator.store import MaskStore
 from orchestrator.train import evaluate_split, write_json
 
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(verbs)
     _add_leaderboard(verbs)
     add_plot_parser(verbs)
+    add_shortcut_parser(verbs)
     add_report_parser(verbs)
     add_corrupt_parser(verbs)
     return parser

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -48,11 +48,17 @@ from orchestrator.flags import add_fields, given
 from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
 from orchestrator.storage import local_root
 
+if TYPE_CHECKING:
+    from methods.data import Dataset
+    from orchestrator.train import RunResult
+
 __all__ = [
     "MODELS",
     "PlannedModel",
     "ShortcutPlan",
+    "ShortcutReport",
     "add_shortcut_parser",
+    "finished_trials",
     "format_summary",
     "plan_models",
     "run_shortcut",
@@ -107,6 +113,8 @@ class ShortcutPlan:
     refine_epochs: int
     lime_samples: int
     explain_fraction: float
+    lgr_attack_eps: float | None  # None: LGR's own default (the data set's eps)
+    lgr_reg_weight: float | None  # None: LGR's own default
     train_share: float
     eval_limit: int | None
     settings: RunSettings  # device, actors, address; storage = root
@@ -125,6 +133,8 @@ class ShortcutPlan:
         refine_epochs: int = DEFAULT_REFINE_EPOCHS,
         lime_samples: int = DEFAULT_LIME_SAMPLES,
         explain_fraction: float = 1.0,
+        lgr_attack_eps: float | None = None,
+        lgr_reg_weight: float | None = None,
         train_share: float = SHORTCUT_TRAIN_SHARE,
         eval_limit: int | None = None,
         device: str = "auto",
@@ -153,6 +163,12 @@ class ShortcutPlan:
             raise ConfigError("limit", f"must be >= 1, got {eval_limit}")
         if not 0.0 < explain_fraction <= 1.0:
             raise ConfigError("explain_fraction", f"must be in (0, 1], got {explain_fraction:g}")
+        if lgr_attack_eps is not None and not 0.0 <= lgr_attack_eps <= 1.0:
+            raise ConfigError(
+                "lgr_attack_eps", f"must be in [0, 1] (L-inf, [0,1] pixels), got {lgr_attack_eps:g}"
+            )
+        if lgr_reg_weight is not None and not lgr_reg_weight >= 0.0:
+            raise ConfigError("lgr_reg_weight", f"must be >= 0, got {lgr_reg_weight:g}")
         if not CONTROL_SHARE < train_share <= 1.0:
             raise ConfigError(
                 "train_share",
@@ -170,6 +186,8 @@ class ShortcutPlan:
             refine_epochs=refine_epochs,
             lime_samples=lime_samples,
             explain_fraction=explain_fraction,
+            lgr_attack_eps=lgr_attack_eps,
+            lgr_reg_weight=lgr_reg_weight,
             train_share=train_share,
             eval_limit=eval_limit,
             settings=settings,
@@ -274,6 +292,8 @@ def plan_models(plan: ShortcutPlan) -> list[PlannedModel]:
         if "lgr" not in plan.methods:
             continue
         start = plan.run_dir(_erm_trial(seed)) / "checkpoint.pt"
+        chosen = {"attack_eps": plan.lgr_attack_eps, "reg_weight": plan.lgr_reg_weight}
+        lgr_options = {key: value for key, value in chosen.items() if value is not None}
         for members in plan.strategies:
             strategy = UNION.join(members)
             config = TrainConfig.create(
@@ -286,6 +306,7 @@ def plan_models(plan: ShortcutPlan) -> list[PlannedModel]:
                 lime_samples=plan.lime_samples,
                 explain_fraction=plan.explain_fraction,
                 start_checkpoint=str(start),
+                **lgr_options,
             )
             models.append(PlannedModel(f"lgr:{strategy}", seed, config, plan.train_share, strategy))
     return models
@@ -369,7 +390,7 @@ def _train_share(share: float) -> Iterator[None]:
         registry._LOADERS[DATASET] = original
 
 
-def _train(plan: ShortcutPlan, model: PlannedModel):
+def _train(plan: ShortcutPlan, model: PlannedModel) -> RunResult:
     from orchestrator.run import run
 
     settings = RunSettings(
@@ -384,7 +405,7 @@ def _train(plan: ShortcutPlan, model: PlannedModel):
         return run(model.config, settings, eval_config=plan.eval_config(model.seed))
 
 
-def _final_flags_checkpoint(result: Any) -> Path:
+def _final_flags_checkpoint(result: RunResult) -> Path:
     """The checkpoint the last round's flags were made from (``orchestrator.lgr``'s run
     directory: ``round<k>/`` per round; round 1 starts from ``start_checkpoint``)."""
     options = result.config.options
@@ -393,7 +414,9 @@ def _final_flags_checkpoint(result: Any) -> Path:
     return result.run_dir / f"round{options.rounds - 1}" / "checkpoint.pt"
 
 
-def _flag_scores(plan: ShortcutPlan, result: Any, dataset: Any) -> tuple[float | None, ...]:
+def _flag_scores(
+    plan: ShortcutPlan, result: RunResult, dataset: Dataset
+) -> tuple[float | None, float | None]:
     """Precision and recall of the last round's flags over the images it explained.
 
     ``flag_masks`` reads the explanations back from the mask store (the run wrote
@@ -416,7 +439,7 @@ def _flag_scores(plan: ShortcutPlan, result: Any, dataset: Any) -> tuple[float |
     return flag_precision_recall(masks[:explained], dataset.train.masks[:explained])
 
 
-def _score(plan: ShortcutPlan, model: PlannedModel, result: Any) -> dict[str, Any]:
+def _score(plan: ShortcutPlan, model: PlannedModel, result: RunResult) -> dict[str, Any]:
     from methods.data import planted_class
     from methods.data.digits import load_digits_shortcut
     from methods.shortcut import shortcut_scores
@@ -442,7 +465,7 @@ def _row(
     *,
     status: str,
     wall_s: float,
-    result: Any = None,
+    result: RunResult | None = None,
     scores: Mapping[str, Any] | None = None,
     error: str | None = None,
 ) -> LeaderboardRow:
@@ -571,7 +594,7 @@ def run_shortcut(
     )
 
 
-def _ensure_start(plan: ShortcutPlan, model: PlannedModel, progress: Callable[[str], None]):
+def _ensure_start(plan: ShortcutPlan, model: PlannedModel, progress: Callable[[str], None]) -> None:
     """LGR refines its seed's ERM model: train it here when --methods left ERM out or
     its checkpoint is gone (``run()`` resumes a finished run by evaluating it)."""
     start = Path(model.config.options.start_checkpoint)
@@ -731,6 +754,21 @@ def add_shortcut_parser(verbs: argparse._SubParsersAction) -> None:
         help="share of the training images LGR explains each round (default: %(default)s)",
     )
     parser.add_argument(
+        "--lgr-attack-eps",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="eps of LGR's adversarial term; 0 leaves it out (default: LGR's, the data "
+        f"set's {DIGITS_EPS:g})",
+    )
+    parser.add_argument(
+        "--lgr-reg-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of LGR's input-gradient penalty on the flagged pixels (default: LGR's)",
+    )
+    parser.add_argument(
         "--train-share",
         type=float,
         default=SHORTCUT_TRAIN_SHARE,
@@ -763,6 +801,8 @@ def shortcut_command(args: argparse.Namespace) -> int:
         refine_epochs=args.refine_epochs,
         lime_samples=args.lime_samples,
         explain_fraction=args.explain_fraction,
+        lgr_attack_eps=args.lgr_attack_eps,
+        lgr_reg_weight=args.lgr_reg_weight,
         train_share=args.train_share,
         eval_limit=args.limit,
         **settings,

@@ -100,6 +100,8 @@ def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, cap
         (["--train-share", "0.05"], ["--train-share", "(0.1, 1]"]),
         (["--explain-fraction", "0"], ["--explain-fraction", "(0, 1]"]),
         (["--name", "a/b"], ["--name", "plain folder name"]),
+        (["--lgr-attack-eps", "2"], ["--lgr-attack-eps", "[0, 1]"]),
+        (["--lgr-reg-weight", "-1"], ["--lgr-reg-weight", ">= 0"]),
         (["--epochs", "two"], ["--epochs", "invalid int"]),
     ],
 )

@@ -1,0 +1,93 @@
+"""`limelight report`: a real grid sweep (Tune, two methods x two seeds) on digits, the
+report rendered from its leaderboard, and a second generation that runs nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+from orchestrator.leaderboard import read_leaderboard
+from orchestrator.report import generate_report
+
+SPEC = {
+    "name": "report-tiny",
+    "method": ["erm", "sgt"],
+    "dataset": "digits",
+    "sampler": "grid",
+    "train": {"epochs": 1},
+    "eval": {
+        "eval_eps": 0.1,
+        "grid": [0.2],
+        "eval_mode": "fast",
+        "attacks": ["fgsm", "pgd"],
+        "pgd_steps": 2,
+        "audit_probes": False,
+        "limit": 30,
+    },
+    "objective": {"robust_acc": "max"},
+    "seeds": [0, 1],
+    "max_concurrent": 2,
+    "resources": {"cpus": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    spec = folder / "report-tiny.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    out = folder / "docs" / "results.md"
+    generate_report([str(spec)], storage=str(folder / "results"), out=out, shortcut=False)
+    return folder, spec, out
+
+
+def test_grid_sweep_trains_every_method_for_every_seed(generated):
+    folder, _, _ = generated
+    rows = read_leaderboard(str(folder / "results"), "report-tiny")
+    assert sorted(zip(rows["method"], rows["seed"], strict=True)) == [
+        ("erm", 0),
+        ("erm", 1),
+        ("sgt", 0),
+        ("sgt", 1),
+    ]
+    assert set(rows["status"]) == {"ok"} and set(rows["eval_mode"]) == {"fast"}
+    for curve, auc in zip(rows["robust_curve"], rows["faithfulness_auc"], strict=True):
+        assert {(p["attack"], p["eps"]) for p in curve} >= {("autoattack", 0.1), ("worst", 0.2)}
+        assert 0.0 <= auc <= 1.0
+
+
+def test_report_tables_come_from_the_rows(generated):
+    folder, _, out = generated
+    text = out.read_text()
+    rows = read_leaderboard(str(folder / "results"), "report-tiny")
+    erm = rows[rows["method"] == "erm"]["clean_acc"]
+    mean, sd = 100 * erm.mean(), 100 * erm.std()
+    assert f"| ERM | 2 | {mean:.1f} ± {sd:.1f} |" in text
+    assert "| SGT | 2 |" in text
+    assert "robust @ 0.1" in text and "robust @ 0.2" in text
+    for link in ("curves_digits.png", "pareto_digits"):
+        assert link in text
+    figures = list((out.parent / "results").glob("*.png"))
+    assert {p.stem.split("_")[0] for p in figures} >= {"curves", "pareto", "faithfulness"}
+
+
+def test_a_second_generation_runs_nothing_and_rewrites_the_report(generated, capsys):
+    folder, spec, out = generated
+    before = read_leaderboard(str(folder / "results"), "report-tiny")
+    out.unlink()
+    argv = ["report", "--spec", str(spec), "--storage", str(folder / "results"), "--out", str(out)]
+    assert main([*argv, "--no-shortcut"]) == 0
+    assert "all 4 trials on the leaderboard; not run again" in capsys.readouterr().out
+    after = read_leaderboard(str(folder / "results"), "report-tiny")
+    assert list(after["trial_id"]) == list(before["trial_id"])
+    assert out.is_file()
+
+
+def test_a_missing_spec_exits_2_with_one_line(tmp_path, capsys):
+    code = main(["report", "--spec", str(tmp_path / "none.yaml"), "--no-run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "none.yaml" in err
