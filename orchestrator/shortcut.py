@@ -471,6 +471,7 @@ def _row(
 ) -> LeaderboardRow:
     """The model's leaderboard row. (``orchestrator.sweep._row`` builds a trial's from a
     SweepSpec; this one's fields are the same, plus the shortcut columns.)"""
+    from methods.audit import audit_note
     from orchestrator.checkpoints import git_sha
     from orchestrator.sweep import config_id, objective_metrics
 
@@ -492,12 +493,15 @@ def _row(
         attack_eps=config.get("attack_eps"),
         epochs=int(config["epochs"]),
         eval_eps=EVAL_EPS,
-        eval_mode="pgd",
+        eval_mode=None if evaluation is None else evaluation.eval_mode,
         clean_acc=test.get("clean_acc"),
         robust_acc=test.get("robust_acc"),
         pgd_acc=test.get("pgd_acc"),
         robust_curve=tuple({"attack": p.attack, "eps": p.eps, "acc": p.acc} for p in curve),
         audit_flags=() if evaluation is None else tuple(evaluation.audit_flags),
+        audit_note=None
+        if evaluation is None
+        else audit_note(evaluation.audit_flags, evaluation.audit_measures),
         n_eval=None if evaluation is None else evaluation.n_eval,
         **dict(scores or {}),
         wall_s=wall_s,

@@ -62,7 +62,7 @@ def test_contract(trained_digits, batch, name):
 
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_seed_reproduces_exactly(trained_digits, batch, name):
-    images, labels = batch
+    images, labels = batch[0][:32], batch[1][:32]
     first = _seeded(FAST[name](0.1), trained_digits, images, labels, seed=3)
     again = _seeded(FAST[name](0.1), trained_digits, images, labels, seed=3)
     other = _seeded(FAST[name](0.1), trained_digits, images, labels, seed=4)
@@ -158,7 +158,7 @@ def test_square_schedule():
 
 
 def test_more_restarts_and_targets_never_weaker(trained_digits, batch):
-    images, labels = batch
+    images, labels = batch[0][:60], batch[1][:60]
     eps = 0.06
     for one, more in [
         (APGD(eps, steps=10), APGD(eps, steps=10, restarts=2)),
@@ -234,8 +234,10 @@ def test_square_breaks_a_model_without_gradients(rounded_digits, batch):
     assert (found - images).abs().max().item() <= eps + 1e-6
     assert found.min().item() >= 0.0 and found.max().item() <= 1.0
     # Forward passes only: a model whose output carries no graph gives the same result.
-    no_graph = _seeded(square_attack, NoGradOutput(rounded_digits), images, labels)
-    assert torch.equal(no_graph, found)
+    few = Square(eps, queries=50)
+    with_graph = _seeded(few, rounded_digits, images[:24], labels[:24])
+    no_graph = _seeded(few, NoGradOutput(rounded_digits), images[:24], labels[:24])
+    assert torch.equal(no_graph, with_graph)
 
 
 # ---------------------------------------------------------------- torchattacks cross-check
@@ -295,7 +297,7 @@ def test_apgdt_matches_torchattacks(trained_digits, batch):
 def test_square_matches_torchattacks(trained_digits, batch):
     torchattacks = pytest.importorskip("torchattacks")
     images, labels = batch
-    queries = 300
+    queries = 200
     reference = torchattacks.Square(trained_digits, eps=CROSS_EPS, n_queries=queries, seed=0)
     theirs = _run_torchattacks(reference, images, labels)
     same_rule = ReferencePositions(CROSS_EPS, queries=queries)
@@ -304,6 +306,6 @@ def test_square_matches_torchattacks(trained_digits, batch):
     )
     assert 0.2 < theirs_acc < 0.9
     assert agree >= 1 - TOLERANCE and abs(ref_acc - theirs_acc) <= TOLERANCE
-    # Searching every square position is never weaker (measured: 6-8 points stronger).
+    # Searching every square position is never weaker (measured: 2.5-8 points stronger).
     ours = _seeded(Square(CROSS_EPS, queries=queries), trained_digits, images, labels)
     assert _correct(trained_digits, ours, labels).float().mean().item() <= theirs_acc + TOLERANCE

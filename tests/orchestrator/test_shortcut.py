@@ -51,7 +51,7 @@ def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, cap
         assert row["status"] == "ok" and row["dataset"] == "digits_shortcut"
         for column in ("shortcut_follow_rate", "shortcut_acc", "clean_acc", "pgd_acc"):
             assert 0.0 <= row[column] <= 1.0, (row["trial_id"], column)
-        assert row["n_eval"] == 40  # --limit: the PGD evaluation only
+        assert row["n_eval"] == 40 and row["eval_mode"] == "pgd"  # --limit: PGD eval only
     lgr, control = rows["lgr-irrelevant-seed0"], rows["control-seed0"]
     assert 0.0 <= lgr["flag_precision"] <= 1.0 and 0.0 <= lgr["flag_recall"] <= 1.0
     assert pd.isna(control["flag_precision"]) and pd.isna(control["flag_recall"])
