@@ -30,7 +30,11 @@ SPEC = {
     "train": {"epochs": 2},
     "search": {"mask_ratio": {"uniform": [0.2, 0.8]}, "reg_weight": {"loguniform": [0.1, 10]}},
     "eval": {
-        "eval_eps": 0.1, "attacks": ["pgd"], "pgd_steps": 2, "limit": 40, "audit_probes": False,
+        "eval_eps": 0.1,
+        "attacks": ["pgd"],
+        "pgd_steps": 2,
+        "limit": 40,
+        "audit_probes": False,
     },
     "objective": {"robust_acc": "max"},
     "trials": 2,
