@@ -97,7 +97,12 @@ def main() -> None:
     print(f"default evaluation (worst): {100 * headline:.1f}%")
     print(f"battery (worst):            {100 * battery_worst:.1f}%  ({battery_s:.0f} s)")
     gap = headline - battery_worst
-    verdict = "within 1 point" if gap <= 0.01 else "OVERSTATES by more than 1 point"
+    if gap <= 0:
+        verdict = "at or below the battery's worst case (as strong or stronger)"
+    elif gap <= 0.01:
+        verdict = "within 1 point above the battery's worst case"
+    else:
+        verdict = "ABOVE the battery's worst case by more than 1 point: it overstates"
     print(f"difference: {100 * gap:+.1f} points: the default evaluation is {verdict}")
 
 
