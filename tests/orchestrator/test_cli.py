@@ -155,7 +155,10 @@ def test_evaluate_prints_a_table_and_writes_json(trained_run, capsys):
     assert "clean" in out and "pgd eps=0.05" in out and "pgd eps=0.1" in out
     result = json.loads((trained_run / "checkpoint.eval.json").read_text())
     assert result["n_eval"] == 50 and result["dataset"] == "digits"
-    assert [p["eps"] for p in result["robust_curve"]] == [0.05, 0.1]
+    assert [(p["attack"], p["eps"]) for p in result["robust_curve"]] == [
+        (attack, eps) for eps in (0.05, 0.1) for attack in ("pgd", "autoattack", "worst")
+    ]
+    assert result["eval_mode"] == "fast" and "autoattack eps=0.1" in out
 
 
 def test_checkpoint_for_another_shape_is_refused(trained_run, capsys, tmp_path):
