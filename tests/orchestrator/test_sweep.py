@@ -34,6 +34,9 @@ SPEC = {
         "attacks": ["pgd"],
         "pgd_steps": 2,
         "limit": 40,
+        # The papers' PGD only: these tests are about Tune; test_report.py runs a sweep
+        # with the fast ensemble.
+        "eval_mode": "pgd",
         "audit_probes": False,
     },
     "objective": {"robust_acc": "max"},
