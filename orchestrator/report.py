@@ -96,14 +96,12 @@ def _nan(value: Any) -> bool:
 
 
 def _label(row: pd.Series) -> str:
-    label = LABELS.get(row["method"], row["method"])
     config = json.loads(row["config"])
-    if row["method"] == "lgr":
-        label += (
-            f" ({config.get('spurious')})"
-            if isinstance(config.get("spurious"), str)
-            else (f" ({','.join(config.get('spurious') or ())})")
-        )
+    if config.get("control"):  # the shortcut benchmark's random-position ERM
+        return "control"
+    label = LABELS.get(row["method"], row["method"])
+    if row["method"] == "lgr":  # a resolved config holds spurious as a list
+        label += f" ({','.join(config.get('spurious') or ())})"
     return label
 
 
@@ -116,11 +114,8 @@ def _curve_acc(curve: Sequence[dict], attack: str, eps: float) -> float | None:
 
 def _groups(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     labels = rows.apply(_label, axis=1)
-    order = list(LABELS.values())
-    keys = sorted(
-        set(labels),
-        key=lambda k: (order.index(k.split(" ")[0]) if k.split(" ")[0] in order else 99, k),
-    )
+    rank = {name: i for i, name in enumerate([*LABELS.values(), "control"])}
+    keys = sorted(set(labels), key=lambda key: (rank.get(key.split(" ")[0], len(rank)), key))
     return {key: rows[labels == key] for key in keys}
 
 
