@@ -17,6 +17,7 @@ with ``asdict``.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # methods.faithfulness imports this module's batching
     from methods.faithfulness import FaithfulnessCurve
+    from methods.lime import LimeSettings
 
 from methods.attacks import Attack, build_attack, model_mode
 from methods.audit import (
@@ -107,6 +109,7 @@ class EvalResult:
     eval_mode: str = "pgd"  # results written before the ensemble existed were PGD-only
     audit_measures: dict[str, float] = field(default_factory=dict)
     faithfulness: FaithfulnessCurve | None = None  # SGT's masked-accuracy curve
+    lime_faithfulness: FaithfulnessCurve | None = None  # the same in LIME's order (LGR)
 
     def acc(self, attack: str, eps: float) -> float:
         """Robust accuracy of ``attack`` at ``eps`` (``KeyError`` if not evaluated)."""
@@ -121,7 +124,6 @@ class EvalResult:
     @classmethod
     def from_dict(cls, values: dict) -> EvalResult:
         """The inverse of ``to_dict`` (``eval.json``); unknown keys are ignored."""
-        from methods.faithfulness import FaithfulnessCurve
 
         return cls(
             n_eval=int(values["n_eval"]),
@@ -135,10 +137,15 @@ class EvalResult:
             attack_settings=dict(values.get("attack_settings", {})),
             eval_mode=str(values.get("eval_mode", "pgd")),
             audit_measures={k: float(v) for k, v in values.get("audit_measures", {}).items()},
-            faithfulness=None
-            if values.get("faithfulness") is None
-            else FaithfulnessCurve.from_dict(values["faithfulness"]),
+            faithfulness=_curve_from(values.get("faithfulness")),
+            lime_faithfulness=_curve_from(values.get("lime_faithfulness")),
         )
+
+
+def _curve_from(values: dict | None) -> FaithfulnessCurve | None:
+    from methods.faithfulness import FaithfulnessCurve
+
+    return None if values is None else FaithfulnessCurve.from_dict(values)
 
 
 def _batches(n: int, batch_size: int) -> list[slice]:
@@ -193,8 +200,10 @@ def evaluate(
     pgd_steps: int = EVAL_PGD_STEPS,
     pgd_restarts: int = EVAL_PGD_RESTARTS,
     probes: ProbeSettings | None = DEFAULT_PROBES,
+    probe_eps: Sequence[float] | None = None,
     faithfulness: bool = True,
     saliency_target: str = "log_prob",
+    lime: LimeSettings | None = None,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     seed: int = 0,
@@ -214,8 +223,14 @@ def evaluate(
         pgd_steps, pgd_restarts: PGD strength (step size 2.5 * eps / steps).
         probes: the audit's extra attacks; None skips them (the audit then reads the
             curve alone).
+        probe_eps: the eps at which the probes run (None: every eps of the grid). In
+            the fast ensemble the probes cost more than the ensemble itself (Square's
+            1,000 queries and the margin PGD's 200 steps against APGD's 400), so
+            sweeps run them at the headline eps only.
         faithfulness, saliency_target: SGT's masked-accuracy curve on the same images
             (``methods.faithfulness``), its saliency from this output.
+        lime: with ``faithfulness``, also the curve in the order of LIME's weights,
+            explaining each image's true class with these settings (LGR's rows).
         seed: seeds every random start and draw, so a result reproduces exactly.
     """
     if eval_mode not in ENSEMBLES:
@@ -246,7 +261,7 @@ def evaluate(
         if ENSEMBLES[eval_mode]:
             curve.append(RobustPoint("autoattack", float(eps), _mean(survived)))
         progress.update()
-        if probes is not None:
+        if probes is not None and _among(eps, probe_eps):
             blackbox = not any(name == "square" for name, _ in ENSEMBLES[eval_mode])
             for measure, attack in stronger_attacks(eps, probes, blackbox=blackbox):
                 settings[f"audit:{measure}"] = _pattern(attack, eps)
@@ -259,13 +274,15 @@ def evaluate(
     progress.close()
     if probes is not None:
         measures.update(_global_probes(model, images, labels, probes, **kw))
-    curve_of_masking = None
+    curve_of_masking = lime_curve = None
     if faithfulness:
         from methods.faithfulness import masked_accuracy_curve
 
         curve_of_masking = masked_accuracy_curve(
             model, images, labels, saliency_target=saliency_target, **kw
         )
+        if lime is not None:
+            lime_curve = _lime_curve(model, images, labels, lime, **kw)
     corruption_curve: tuple[CorruptionPoint, ...] = ()
     corruption_mean = None
     if corruption_root is not None:
@@ -289,11 +306,26 @@ def evaluate(
         eval_mode=eval_mode,
         audit_measures=measures,
         faithfulness=curve_of_masking,
+        lime_faithfulness=lime_curve,
     )
     flags = audit(result)
     for flag in flags:
         log.warning("robustness audit: %s", flag)
     return replace(result, audit_flags=flags)
+
+
+def _lime_curve(model, images, labels, settings: LimeSettings, **kw) -> FaithfulnessCurve:
+    """The masked-accuracy curve with superpixels removed in order of LIME weight for
+    the true class (as the saliency curve ranks by the true class's gradient)."""
+    from methods.faithfulness import lime_masked_accuracy_curve
+    from methods.lime import LimeExplainer
+
+    explanations = LimeExplainer(model).explain(images, labels, settings)
+    return lime_masked_accuracy_curve(model, images, labels, explanations, **kw)
+
+
+def _among(eps: float, chosen: Sequence[float] | None) -> bool:
+    return chosen is None or any(math.isclose(eps, c) for c in chosen)
 
 
 def _mean(mask: torch.Tensor) -> float:

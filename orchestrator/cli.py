@@ -37,7 +37,7 @@ from orchestrator.plot_cli import add_plot_parser
 from orchestrator.report import add_report_parser
 from orchestrator.shortcut import add_shortcut_parser
 from orchestrator.store import MaskStore
-from orchestrator.train import evaluate_split, write_json
+from orchestrator.train import evaluate_split, lime_settings, write_json
 
 SMOKE_LIMIT = 64  # orchestrator.sweep.SMOKE_LIMIT, not imported: that module imports Ray
 
@@ -328,7 +328,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UsageError(f"--checkpoint: {path}: {error}") from error
         recorded = state["meta"]["config"]
         train_eps = recorded.get("attack_eps") or recorded.get("monitor_eps")
-        result = evaluate_split(model, dataset, eval_config, train_eps, settings.device)
+        result = evaluate_split(
+            model, dataset, eval_config, train_eps, settings.device, lime=lime_settings(recorded)
+        )
         write_json(
             path.with_name(path.stem + ".eval.json"),
             {"checkpoint": str(path), "dataset": dataset.name, **result.to_dict()},

@@ -302,6 +302,15 @@ class EvalConfig:
         help="run the audit's extra attacks (stronger PGD, Square, eps 0.5, gradients) "
         "on what the evaluation left standing",
     )
+    probe_eps: tuple[float, ...] | None = option(
+        None,
+        help="the eps at which the audit's attack probes run (default: every eps of the "
+        "grid; sweeps: the headline eval_eps)",
+        low=0.0,
+        high=1.0,
+        note=EPS_SCALE,
+        metavar="E[,E...]",
+    )
     faithfulness: bool = option(
         True,
         help="SGT's masked-accuracy curve: accuracy as the most salient pixels are "

@@ -76,6 +76,7 @@ ACCURACY_COLUMNS = (
     "shortcut_acc",
     "faithfulness_auc",
     "faithfulness_random_auc",
+    "lime_faithfulness_auc",
     "flag_precision",
     "flag_recall",
 )
@@ -88,6 +89,8 @@ METRIC_COLUMNS = (
     "corruption_acc",
     "faithfulness_auc",
     "faithfulness_gap",
+    "lime_faithfulness_auc",
+    "lime_faithfulness_gap",
     "shortcut_follow_rate",
     "shortcut_acc",
     "flag_precision",
@@ -136,6 +139,8 @@ SCHEMA = pa.schema(
         ("faithfulness_random_auc", pa.float64()),  # the same with a random order
         ("faithfulness_gap", pa.float64()),  # faithfulness_auc - faithfulness_random_auc
         ("faithfulness_curve", pa.list_(FAITHFULNESS_POINT)),
+        ("lime_faithfulness_auc", pa.float64()),  # the same in LIME's order (LGR rows)
+        ("lime_faithfulness_gap", pa.float64()),
         ("audit_flags", pa.list_(pa.string())),
         ("audit_note", pa.string()),
         ("shortcut_follow_rate", pa.float64()),  # share following a wrong-class patch
@@ -202,6 +207,8 @@ class LeaderboardRow:
     faithfulness_random_auc: float | None = None
     faithfulness_gap: float | None = None
     faithfulness_curve: tuple[dict[str, Any], ...] = ()
+    lime_faithfulness_auc: float | None = None
+    lime_faithfulness_gap: float | None = None
     audit_flags: tuple[str, ...] = ()
     audit_note: str | None = None
     shortcut_follow_rate: float | None = None

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from orchestrator.config import EvalConfig
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.spec import SweepSpec, load_spec
 
@@ -129,7 +130,7 @@ def headline_table(spec: SweepSpec, rows: pd.DataFrame) -> str:
     header = (
         ["method", "seeds", "clean"]
         + [f"robust @ {e:g}" for e in grid]
-        + ["audit flags", "faithfulness AUC", "gap to random"]
+        + ["audit flags", "faithfulness AUC", "gap to random", "LIME-order AUC (gap)"]
     )
     lines = [_row(header), _row(["---"] * len(header))]
     for label, group in _groups(rows).items():
@@ -140,8 +141,18 @@ def headline_table(spec: SweepSpec, rows: pd.DataFrame) -> str:
         cells.append(f"{flagged}/{len(group)}")
         cells.append(_mean_sd(list(group["faithfulness_auc"]), scale=1.0, digits=3))
         cells.append(_mean_sd(list(group["faithfulness_gap"]), scale=1.0, digits=3))
+        cells.append(_lime_cell(group))
         lines.append(_row(cells))
     return "\n".join(lines)
+
+
+def _lime_cell(group: pd.DataFrame) -> str:
+    """LGR's masked-accuracy AUC in LIME's order, its gap in brackets; "-" elsewhere."""
+    if "lime_faithfulness_auc" not in group:  # a leaderboard written before the column
+        return "-"
+    auc = _mean_sd(list(group["lime_faithfulness_auc"]), scale=1.0, digits=3)
+    gap = _mean_sd(list(group["lime_faithfulness_gap"]), scale=1.0, digits=3)
+    return "-" if auc == "-" else f"{auc} ({gap})"
 
 
 def attack_table(spec: SweepSpec, rows: pd.DataFrame) -> str:
@@ -243,7 +254,8 @@ def protocol_section(specs: Sequence[SweepSpec], frame: pd.DataFrame) -> str:
             f"**{spec.dataset}** (`search_spaces/{spec.name}.yaml`): seeds "
             f"{', '.join(map(str, spec.seeds))}; evaluation `{evaluation.eval_mode}` ensemble, "
             f"FGSM and PGD-{evaluation.pgd_steps} at eps "
-            f"{', '.join(f'{e:g}' for e in _eps_grid(spec))} on the test split; validation "
+            f"{', '.join(f'{e:g}' for e in _eps_grid(spec))} on {_test_images(evaluation)}; "
+            f"the audit's probes at eps {_probe_eps(evaluation)}; validation "
             f"fraction {spec.val_fraction:g} held out of training."
         )
         for method in spec.methods:
@@ -261,6 +273,20 @@ def protocol_section(specs: Sequence[SweepSpec], frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _test_images(evaluation: EvalConfig) -> str:
+    if evaluation.limit is None:
+        return "the test split"
+    return f"the first {evaluation.limit} test images"
+
+
+def _probe_eps(evaluation: EvalConfig) -> str:
+    if not evaluation.audit_probes:
+        return "none (off)"
+    if evaluation.probe_eps is None:
+        return "every eps"
+    return ", ".join(f"{e:g}" for e in evaluation.probe_eps)
+
+
 def render_report(inputs: ReportInputs, out: Path) -> str:
     frame = inputs.frame
     ok = frame[frame["status"] == "ok"]
@@ -275,11 +301,14 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
         "",
         "Accuracies are percentages on the test split, mean ± standard deviation over "
         "seeds. *robust* is the per-example worst case over every attack run at that eps "
-        "(FGSM, PGD-20, the ensemble, the audit's probes); the ensemble is APGD-CE, APGD-T "
-        "and Square ([docs/attacks.md](attacks.md)). *audit flags* counts the trials "
+        "(FGSM, PGD-20, the ensemble, and at the headline eps the audit's probes). The "
+        "ensemble is each section's `eval_mode`: `fast` is APGD-CE and APGD-T with 3 "
+        "target classes, `standard` APGD-CE, APGD-T with 9 and Square-5000 "
+        "([docs/attacks.md](attacks.md)). *audit flags* counts the trials "
         "the robustness audit flagged ([docs/evaluation.md](evaluation.md)). The "
         "faithfulness AUC is SGT's masked-accuracy area (lower: more faithful; the gap "
-        "to a random order, negative is better; [docs/faithfulness.md](faithfulness.md)).",
+        "to a random order, negative is better; [docs/faithfulness.md](faithfulness.md)); "
+        "LGR's rows have it also with LIME's superpixels as the order.",
         "",
     ]
     for spec in inputs.specs:

@@ -451,6 +451,7 @@ def _eval(text: Mapping[str, Any]) -> EvalConfig:
         "pgd_steps",
         "pgd_restarts",
         "audit_probes",
+        "probe_eps",
         "faithfulness",
         "limit",
     )
@@ -467,6 +468,9 @@ def _eval(text: Mapping[str, Any]) -> EvalConfig:
     # A sweep evaluates every trial: the fast ensemble, unless the spec asks for more.
     # `limelight sweep --best` re-evaluates the winners with the standard one.
     options.setdefault("eval_mode", "fast")
+    # ... and the audit's probes at the headline eps only: they cost more than the fast
+    # ensemble itself (methods.evaluate.evaluate's probe_eps).
+    options["probe_eps"] = _grid(options.get("probe_eps", [eps]), -1.0, "eval.probe_eps")
     if "attacks" in options:
         options["attacks"] = tuple(options["attacks"])
     try:
@@ -476,12 +480,13 @@ def _eval(text: Mapping[str, Any]) -> EvalConfig:
         raise ConfigError(f"eval.{error.field}", error.message) from error
 
 
-def _grid(value: Any, eval_eps: float) -> tuple[float, ...]:
-    """``eval.grid``: more eps to evaluate every trial at (the robust curve)."""
+def _grid(value: Any, eval_eps: float, field: str = "eval.grid") -> tuple[float, ...]:
+    """``eval.grid``: more eps to evaluate every trial at (the robust curve); the list
+    less ``eval_eps``, sorted."""
     if not isinstance(value, list) or not all(
         isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1 for e in value
     ):
-        raise ConfigError("eval.grid", f"must be a list of eps in (0, 1], got {value!r}")
+        raise ConfigError(field, f"must be a list of eps in (0, 1], got {value!r}")
     return tuple(sorted({float(e) for e in value} - {eval_eps}))
 
 

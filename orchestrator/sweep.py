@@ -240,15 +240,19 @@ def _row(
 
 
 def _faithfulness_columns(evaluation: EvalResult | None) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
     curve = None if evaluation is None else evaluation.faithfulness
-    if curve is None:
-        return {}
-    return {
-        "faithfulness_auc": curve.auc,
-        "faithfulness_random_auc": curve.random_auc,
-        "faithfulness_gap": curve.gap,
-        "faithfulness_curve": curve.points(),
-    }
+    if curve is not None:
+        columns.update(
+            faithfulness_auc=curve.auc,
+            faithfulness_random_auc=curve.random_auc,
+            faithfulness_gap=curve.gap,
+            faithfulness_curve=curve.points(),
+        )
+    lime = None if evaluation is None else evaluation.lime_faithfulness
+    if lime is not None:
+        columns.update(lime_faithfulness_auc=lime.auc, lime_faithfulness_gap=lime.gap)
+    return columns
 
 
 # ----------------------------------------------------------------------------- the driver

@@ -16,7 +16,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ import torch
 from methods.attacks import model_mode
 from methods.data import Dataset, ImageSplit, load_dataset, split_validation
 from methods.evaluate import DEFAULT_PROBES, EvalResult, evaluate
+from methods.lime import LimeSettings
 from methods.loop import EpochMetrics, LoopConfig, fit, resolve_device
 from methods.models import build_model
 from methods.training import TrainingMethod
@@ -186,7 +187,8 @@ def evaluated_result(
     given), write ``eval.json`` beside its checkpoint, and return the run's result
     (``started``: its ``time.perf_counter()`` at the start)."""
     train_eps = config.attack_eps or config.monitor_eps
-    evaluation = evaluate_split(model, dataset, eval_config, train_eps, device)
+    lime = lime_settings(config.to_dict())
+    evaluation = evaluate_split(model, dataset, eval_config, train_eps, device, lime=lime)
     on_validation = None
     record = {"checkpoint": str(checkpoint), **evaluation.to_dict()}
     if validation is not None:
@@ -579,6 +581,15 @@ def _one_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def lime_settings(config: Mapping[str, Any]) -> LimeSettings | None:
+    """For an LGR run (``config``: its flat ``TrainConfig.to_dict()``), LIME as LGR
+    explained: its sample count, the run's seed. The evaluation then adds the
+    masked-accuracy curve in LIME's order. None for every other method."""
+    if config.get("method") != "lgr":
+        return None
+    return LimeSettings(num_samples=int(config["lime_samples"]), seed=int(config["seed"]))
+
+
 def evaluate_split(
     model: torch.nn.Module,
     dataset: Dataset,
@@ -586,9 +597,12 @@ def evaluate_split(
     attack_eps: float | None,
     device: str,
     split: ImageSplit | None = None,
+    *,
+    lime: LimeSettings | None = None,
 ) -> EvalResult:
     """Evaluate on the test split (and CIFAR-10-C when the data set carries it), or on
-    ``split`` (a validation split: no corruptions)."""
+    ``split`` (a validation split: no corruptions). ``lime``: also the masked-accuracy
+    curve in LIME's order (``lime_settings``)."""
     held_out = split
     split = dataset.test if split is None else split
     split = split if eval_config.limit is None else split.subset(eval_config.limit)
@@ -606,7 +620,9 @@ def evaluate_split(
         pgd_steps=eval_config.pgd_steps,
         pgd_restarts=eval_config.pgd_restarts,
         probes=DEFAULT_PROBES if eval_config.audit_probes else None,
+        probe_eps=eval_config.probe_eps,
         faithfulness=eval_config.faithfulness,
+        lime=lime,
         batch_size=eval_config.batch_size,
         device=resolve_device(device),
         seed=eval_config.seed,

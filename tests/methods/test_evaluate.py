@@ -17,6 +17,8 @@ from methods.evaluate import (
     corruption_accuracy,
     evaluate,
 )
+from methods.faithfulness import lime_masked_accuracy_curve
+from methods.lime import LimeExplainer, LimeSettings
 from methods.models import build_model
 from tests.formats import write_cifar10c
 
@@ -27,7 +29,13 @@ N_EVAL = 120  # the fast ensemble's time grows with it; 120 keeps this module qu
 def result(trained_digits, digits) -> EvalResult:
     images, labels = digits.test.tensors(slice(0, N_EVAL))
     return evaluate(
-        trained_digits, images, labels, eps_grid=(0.05, 0.1, 0.2), pgd_steps=10, eval_mode="fast"
+        trained_digits,
+        images,
+        labels,
+        eps_grid=(0.05, 0.1, 0.2),
+        pgd_steps=10,
+        eval_mode="fast",
+        probe_eps=(0.1,),
     )
 
 
@@ -44,6 +52,8 @@ def test_record_holds_floats_in_unit_range(result):
         "large_eps_acc",
         "zero_gradient_share",
     }
+    # The probes ran at probe_eps only; the other eps have the ensemble's points alone.
+    assert not any(key.endswith(("@0.05", "@0.2")) for key in result.audit_measures)
     for point in result.robust_curve:
         assert isinstance(point.acc, float) and 0.0 <= point.acc <= 1.0
     json.loads(json.dumps(result.to_dict()))  # plain data all the way down
@@ -144,3 +154,30 @@ def test_corruption_accuracy_on_cifar10c_files(tmp_path):
     )
     assert full.corruption_acc == pytest.approx(sum(p.acc for p in points) / 4)
     assert asdict(full)["corruption_curve"][0]["corruption"] == "fog"
+
+
+def test_lime_settings_add_the_curve_in_limes_order(trained_digits, digits):
+    images, labels = digits.test.tensors(slice(0, 40))
+    settings = LimeSettings(num_samples=200, seed=3)
+    result = evaluate(
+        trained_digits,
+        images,
+        labels,
+        eps_grid=(0.1,),
+        eval_mode="pgd",
+        probes=None,
+        lime=settings,
+    )
+    explanations = LimeExplainer(trained_digits).explain(images, labels, settings)
+    expected = lime_masked_accuracy_curve(trained_digits, images, labels, explanations)
+    assert result.lime_faithfulness == expected
+    assert result.lime_faithfulness.order == "lime"
+    # Removing what LIME weighs most hurts a trained model more than a random order.
+    assert result.lime_faithfulness.auc < result.lime_faithfulness.random_auc
+    assert EvalResult.from_dict(result.to_dict()) == result
+    assert (
+        evaluate(
+            trained_digits, images, labels, eps_grid=(0.1,), eval_mode="pgd", probes=None
+        ).lime_faithfulness
+        is None
+    )

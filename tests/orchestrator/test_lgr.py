@@ -51,7 +51,11 @@ def test_annotated_lgr_unlearns_the_shortcut(tmp_path):
     events.Reload()
     assert "lgr/flagged_pixel_share" in events.Tags()["scalars"]
     assert any(tag.startswith("lime/") for tag in events.Tags()["images"])
-    assert json.loads((tmp_path / "eval.json").read_text())["n_eval"] == 50
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["n_eval"] == 50
+    # An LGR run's evaluation adds the masked-accuracy curve in LIME's order.
+    assert record["lime_faithfulness"]["order"] == "lime"
+    assert record["faithfulness"]["order"] != "lime"
 
 
 def test_low_relevance_flags_from_the_mask_store(local_ray, digits_checkpoint, digits, tmp_path):

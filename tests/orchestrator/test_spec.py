@@ -182,6 +182,15 @@ def test_grid_sampler_lists_every_method_and_choice_combination():
         {"method": "sgt", "sgt": {"mask_ratio": 0.5}},
     ]
     assert spec.eval_config.eval_mode == "fast"  # a sweep's default ensemble
+    assert spec.eval_config.probe_eps == (0.1,)  # the audit's probes at the headline only
+
+
+def test_probe_eps_is_a_list_of_eps():
+    spec = parse_spec({"eval": {"eval_eps": 0.1, "grid": [0.2], "probe_eps": [0.2, 0.1]}})
+    assert spec.eval_config.probe_eps == (0.1, 0.2)
+    with pytest.raises(ConfigError, match="list of eps") as info:
+        parse_spec({"eval": {"eval_eps": 0.1, "probe_eps": 0.2}})
+    assert info.value.field == "eval.probe_eps"
 
 
 def test_grid_sampler_refuses_ranges_and_unknown_samplers():
