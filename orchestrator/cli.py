@@ -18,7 +18,7 @@ from pathlib import Path
 
 from methods.audit import audit_note
 from methods.data import DATASETS, DataNotFoundError, load_dataset
-from methods.evaluate import EvalResult
+from methods.evaluate import EVAL_MODES, EvalResult
 from methods.lime import SEGMENTATIONS, LimeSettings
 from methods.loop import NonFiniteLossError, resolve_device
 from methods.training import METHODS
@@ -230,6 +230,12 @@ def _add_sweep(verbs: argparse._SubParsersAction) -> None:
     )
     sweep.add_argument("--top", type=int, default=3, help="trials --best re-evaluates (default: 3)")
     sweep.add_argument(
+        "--eval-mode",
+        choices=EVAL_MODES,
+        default="standard",
+        help="the ensemble --best re-evaluates with (default: standard)",
+    )
+    sweep.add_argument(
         "--resume",
         action="store_true",
         help="finish an interrupted sweep of the same name (Tuner.restore)",
@@ -400,7 +406,12 @@ def _best(args: argparse.Namespace) -> int:
         recorded = state["meta"]["config"]
         train_eps = recorded.get("attack_eps") or recorded.get("monitor_eps")
         evaluation = evaluate_split(
-            restore_model(state), dataset, EvalConfig(seed=recorded["seed"]), train_eps, "auto"
+            restore_model(state),
+            dataset,
+            EvalConfig(seed=recorded["seed"], eval_mode=args.eval_mode),
+            train_eps,
+            "auto",
+            lime=lime_settings(recorded),
         )
         results.append((trial.trial_id, evaluation))
     if results:

@@ -469,46 +469,24 @@ def _row(
     scores: Mapping[str, Any] | None = None,
     error: str | None = None,
 ) -> LeaderboardRow:
-    """The model's leaderboard row. (``orchestrator.sweep._row`` builds a trial's from a
-    SweepSpec; this one's fields are the same, plus the shortcut columns.)"""
-    from methods.audit import audit_note
-    from orchestrator.checkpoints import git_sha
-    from orchestrator.sweep import config_id, objective_metrics
+    """The model's leaderboard row: a sweep trial's columns plus the shortcut scores."""
+    from orchestrator.rows import config_id, result_row
 
-    evaluation = None if result is None else result.evaluation
-    test = {} if evaluation is None else objective_metrics(evaluation, EVAL_EPS)
-    curve = () if evaluation is None else evaluation.robust_curve
-    return LeaderboardRow(
+    return result_row(
         sweep=plan.name,
         trial_id=model.trial_id,
         config_id=config_id(model.label, model.marker()),
-        status=status,
-        error=error,
         method=model.config.method,
         dataset=DATASET,
-        model=str(config.get("model") or ""),
-        seed=model.seed,
-        mask_ratio=config.get("mask_ratio"),
-        reg_weight=config.get("reg_weight"),
-        attack_eps=config.get("attack_eps"),
-        epochs=int(config["epochs"]),
+        config={**config, **model.marker()},
         eval_eps=EVAL_EPS,
-        eval_mode=None if evaluation is None else evaluation.eval_mode,
-        clean_acc=test.get("clean_acc"),
-        robust_acc=test.get("robust_acc"),
-        pgd_acc=test.get("pgd_acc"),
-        robust_curve=tuple({"attack": p.attack, "eps": p.eps, "acc": p.acc} for p in curve),
-        audit_flags=() if evaluation is None else tuple(evaluation.audit_flags),
-        audit_note=None
-        if evaluation is None
-        else audit_note(evaluation.audit_flags, evaluation.audit_measures),
-        n_eval=None if evaluation is None else evaluation.n_eval,
-        **dict(scores or {}),
+        status=status,
         wall_s=wall_s,
-        git_sha=git_sha(),
+        evaluation=None if result is None else result.evaluation,
+        error=error,
         checkpoint=None if result is None else str(result.checkpoint),
         logdir=None if result is None else str(result.logdir),
-        config={**config, **model.marker()},
+        **dict(scores or {}),
     )
 
 

@@ -18,7 +18,6 @@ a ``config_id`` so that the seeds of a configuration group.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -35,11 +34,10 @@ import numpy as np
 import yaml
 from ray.tune.search import Repeater
 
-from methods.audit import audit_note
 from methods.evaluate import EvalResult
-from orchestrator.checkpoints import git_sha
 from orchestrator.config import ConfigError, EvalConfig, RunSettings
 from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
+from orchestrator.rows import config_id, objective_metrics, result_row
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import local_root
 
@@ -73,20 +71,6 @@ class SweepReport:
         return f"{self.root}/{self.name}"
 
 
-def objective_metrics(evaluation: EvalResult, eval_eps: float) -> dict[str, float]:
-    """The named metrics of one evaluation at the spec's fixed ``eval_eps``:
-    ``robust_acc`` is the per-example worst case over the attacks run there."""
-    values = {"clean_acc": evaluation.clean_acc}
-    names = {"worst": "robust_acc", "fgsm": "fgsm_acc", "pgd": "pgd_acc"}
-    at_eps = [p for p in evaluation.robust_curve if math.isclose(p.eps, eval_eps, rel_tol=1e-9)]
-    for point in at_eps:
-        if point.attack in names:
-            values[names[point.attack]] = point.acc
-    if "robust_acc" not in values and at_eps:  # one attack run: it is the worst case
-        values["robust_acc"] = min(p.acc for p in at_eps)
-    return values
-
-
 # ----------------------------------------------------------------------------- the trial
 
 
@@ -97,12 +81,6 @@ def _sampled(spec: SweepSpec, config: Mapping[str, Any]) -> tuple[str, dict[str,
     sampled = dict(config.get(method, {}))
     seed = spec.seeds[int(config.get(TRIAL_INDEX, 0))]
     return method, sampled, seed
-
-
-def config_id(method: str, sampled: Mapping[str, Any]) -> str:
-    """The same for every seed of one sampled configuration."""
-    text = json.dumps({"method": method, **sampled}, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def _trial_config(spec: SweepSpec, config: Mapping[str, Any], smoke: bool):
@@ -158,7 +136,6 @@ def run_trial(
     )
     assert result.validation is not None  # val_fraction is always set in a sweep
     objective = objective_metrics(result.validation, spec.eval_eps)
-    test = objective_metrics(result.evaluation, spec.eval_eps)
     append_row(
         root,
         _row(
@@ -169,7 +146,6 @@ def run_trial(
             result.config.to_dict(),
             status="ok",
             evaluation=result.evaluation,
-            test=test,
             wall_s=time.perf_counter() - started,
             checkpoint=str(result.checkpoint),
             logdir=str(result.logdir),
@@ -184,75 +160,18 @@ def _row(
     method: str,
     sampled: Mapping[str, Any],
     config: Mapping[str, Any],
-    *,
-    status: str,
-    wall_s: float,
-    evaluation: EvalResult | None = None,
-    test: Mapping[str, float] | None = None,
-    stopped_epoch: int | None = None,
-    error: str | None = None,
-    checkpoint: str | None = None,
-    logdir: str | None = None,
+    **fields: Any,
 ) -> LeaderboardRow:
-    test = test or {}
-    curve = (
-        ()
-        if evaluation is None
-        else tuple(
-            {"attack": p.attack, "eps": p.eps, "acc": p.acc} for p in evaluation.robust_curve
-        )
-    )
-    return LeaderboardRow(
+    return result_row(
         sweep=spec.name,
         trial_id=trial_id,
         config_id=config_id(method, sampled),
-        status=status,
-        stopped_epoch=stopped_epoch,
-        error=error,
         method=method,
         dataset=spec.dataset,
-        model=str(config.get("model") or ""),
-        seed=int(config["seed"]),
-        mask_ratio=config.get("mask_ratio"),
-        reg_weight=config.get("reg_weight"),
-        attack_eps=config.get("attack_eps"),
-        epochs=int(config["epochs"]),
+        config=config,
         eval_eps=spec.eval_eps,
-        eval_mode=None if evaluation is None else evaluation.eval_mode,
-        clean_acc=test.get("clean_acc"),
-        robust_acc=test.get("robust_acc"),
-        fgsm_acc=test.get("fgsm_acc"),
-        pgd_acc=test.get("pgd_acc"),
-        robust_curve=curve,
-        corruption_acc=None if evaluation is None else evaluation.corruption_acc,
-        **_faithfulness_columns(evaluation),
-        audit_flags=() if evaluation is None else tuple(evaluation.audit_flags),
-        audit_note=None
-        if evaluation is None
-        else audit_note(evaluation.audit_flags, evaluation.audit_measures),
-        n_eval=None if evaluation is None else evaluation.n_eval,
-        wall_s=wall_s,
-        git_sha=git_sha(),
-        checkpoint=checkpoint,
-        logdir=logdir,
-        config=dict(config),
+        **fields,
     )
-
-
-def _faithfulness_columns(evaluation: EvalResult | None) -> dict[str, Any]:
-    columns: dict[str, Any] = {}
-    curve = None if evaluation is None else evaluation.faithfulness
-    if curve is not None:
-        columns.update(
-            faithfulness_auc=curve.auc,
-            faithfulness_random_auc=curve.random_auc,
-            faithfulness_gap=curve.gap,
-            faithfulness_curve=curve.points(),
-        )
-    lime = None if evaluation is None else evaluation.lime_faithfulness
-    if lime is not None:
-        columns.update(lime_faithfulness_auc=lime.auc, lime_faithfulness_gap=lime.gap)
-    return columns
 
 
 # ----------------------------------------------------------------------------- the driver

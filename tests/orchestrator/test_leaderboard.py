@@ -425,3 +425,36 @@ def test_command_says_when_there_are_no_rows(tmp_path: Path) -> None:
 def test_command_bad_input_is_a_value_error(board: Path, argv: tuple[str, ...], field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field}:"):
         leaderboard_command(_args("--storage", str(board), *argv))
+
+
+def test_evaluation_columns_fill_the_row_lgr_gets_the_lime_order():
+    from methods.evaluate import EvalResult, RobustPoint
+    from methods.faithfulness import FaithfulnessCurve
+    from orchestrator.rows import evaluation_columns, result_row
+
+    def curve(order: str, auc: float) -> FaithfulnessCurve:
+        return FaithfulnessCurve((0.0, 0.5), (1.0, 0.2), (1.0, 0.6), auc, 0.8, order)
+
+    points = (RobustPoint("pgd", 0.1, 0.5), RobustPoint("worst", 0.1, 0.4))
+    plain = EvalResult(
+        n_eval=2, clean_acc=1.0, robust_curve=points, faithfulness=curve("saliency", 0.6)
+    )
+    columns = evaluation_columns(plain, 0.1)
+    assert columns["robust_acc"] == 0.4 and columns["pgd_acc"] == 0.5
+    assert columns["faithfulness_auc"] == 0.6 and "lime_faithfulness_auc" not in columns
+    lgr = EvalResult(
+        n_eval=2,
+        clean_acc=1.0,
+        robust_curve=points,
+        faithfulness=curve("saliency", 0.6),
+        lime_faithfulness=curve("lime", 0.5),
+    )
+    row = result_row(
+        sweep="s", trial_id="t", config_id="c", method="lgr", dataset="digits",
+        config={"seed": 0, "epochs": 1, "model": "m"}, eval_eps=0.1, status="ok",
+        wall_s=1.0, evaluation=lgr, error=None,
+    )  # fmt: skip
+    assert row.lime_faithfulness_auc == 0.5
+    assert row.lime_faithfulness_gap == pytest.approx(0.5 - 0.8)
+    assert row.robust_acc == 0.4 and row.n_eval == 2
+    assert evaluation_columns(None, 0.1) == {}
