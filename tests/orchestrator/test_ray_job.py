@@ -21,23 +21,12 @@ from ray.cluster_utils import Cluster
 
 from orchestrator.config import EvalConfig, RunSettings, TrainConfig
 from orchestrator.run import run
+from tests.quick import QUICK_FLAGS
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"
-QUICK = [
-    "--eps",
-    "0.1",
-    "--attacks",
-    "pgd",
-    "--pgd-steps",
-    "2",
-    "--limit",
-    "20",
-    "--eval-mode",
-    "pgd",
-]
 
 
 def _free_port() -> int:
@@ -76,7 +65,7 @@ def _submit(url: str, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
          "--runtime-env-json", runtime_env, "--",
-         sys.executable, "-m", "orchestrator", "train", "--epochs", "1", *QUICK, *args],
+         sys.executable, "-m", "orchestrator", "train", "--epochs", "1", *QUICK_FLAGS, *args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
 

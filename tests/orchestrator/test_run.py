@@ -14,16 +14,9 @@ import torch
 from methods.options import Options, option
 from methods.training import ERM, METHODS, register_method
 from orchestrator.cli import build_parser, main
-from orchestrator.config import ConfigError, EvalConfig, RunSettings, TrainConfig
+from orchestrator.config import ConfigError, RunSettings, TrainConfig
 from orchestrator.run import run
-
-QUICK_EVAL = EvalConfig(
-    eps=(0.1,), attacks=("pgd",), pgd_steps=2, limit=40, eval_mode="fast", audit_probes=False
-)
-QUICK_FLAGS = [
-    "--eps", "0.1", "--attacks", "pgd", "--pgd-steps", "2", "--limit", "40",
-    "--eval-mode", "fast", "--no-audit-probes",
-]  # fmt: skip
+from tests.quick import QUICK_EVAL, QUICK_FLAGS
 
 
 def _exit_code(argv: list[str]) -> int:
@@ -31,6 +24,13 @@ def _exit_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exit_:  # argparse's own errors
         return int(exit_.code)
+
+
+def test_the_quick_flags_are_the_quick_eval_config():
+    from orchestrator.cli import _configs
+
+    _config, _settings, evaluation = _configs(build_parser().parse_args(["train", *QUICK_FLAGS]))
+    assert evaluation == QUICK_EVAL
 
 
 def test_cli_and_run_train_identical_weights(tmp_path):
