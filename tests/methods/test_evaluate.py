@@ -74,7 +74,7 @@ def test_curve_is_consistent(result, trained_digits, digits):
 
 
 def test_same_seed_reproduces(trained_digits, digits):
-    images, labels = digits.test.tensors(slice(0, 100))
+    images, labels = digits.test.tensors(slice(0, 40))
     runs = [
         evaluate(
             trained_digits,

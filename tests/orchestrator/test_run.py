@@ -243,7 +243,12 @@ def test_a_validation_split_takes_the_per_epoch_metrics(tmp_path):
     from orchestrator.checkpoints import read_checkpoint, restore_model
 
     config = TrainConfig.create(method="erm", epochs=2, val_fraction=0.1)
-    result = run(config, RunSettings(storage=str(tmp_path)), eval_config=QUICK_EVAL)
+    two_eps = dataclasses.replace(QUICK_EVAL, eps=(0.1, 0.2))
+    result = run(config, RunSettings(storage=str(tmp_path)), eval_config=two_eps)
+    # The test split gets the whole grid; the validation split only its first eps (a
+    # sweep's eval_eps: all that its objective reads).
+    assert {p.eps for p in result.evaluation.robust_curve} == {0.1, 0.2}
+    assert {p.eps for p in result.validation.robust_curve} == {0.1}
     _rest, validation = split_validation(load_dataset("digits"), 0.1)
     model = restore_model(read_checkpoint(result.checkpoint)).eval()
     images, labels = validation.tensors()
