@@ -34,7 +34,7 @@ from orchestrator.corrupt import add_corrupt_parser
 from orchestrator.flags import add_fields, add_method_options, flag_name, given
 from orchestrator.leaderboard import add_leaderboard_arguments, leaderboard_command
 from orchestrator.plot_cli import add_plot_parser
-from orchestrator.report import add_report_parser
+from orchestrator.report import add_report_parser, print_line
 from orchestrator.shortcut import add_shortcut_parser
 from orchestrator.store import MaskStore
 from orchestrator.train import evaluate_split, lime_settings, write_json
@@ -367,7 +367,7 @@ def _sweep(args: argparse.Namespace) -> int:
         resume=args.resume,
         smoke=args.smoke,
         data_dir=settings.data_dir,
-        progress=print,
+        progress=print_line,
     )
     print(
         f"\nsweep {report.name}: {report.trials} trials ({report.ok} ok, {report.stopped} "

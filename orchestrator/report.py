@@ -39,6 +39,19 @@ ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD-20", "autoattack": "ensemble", "wor
 # ------------------------------------------------------------------------- running
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """A report sweep ended without all its rows: Tune caught a Ctrl-C (it saves the
+    experiment and returns). The report stops there; the next run resumes it."""
+
+
+def print_line(line: str) -> None:
+    """Progress to stdout. Not the ``print`` builtin itself: Tune pickles the callbacks
+    that hold the progress function, and by a second sweep in one process Ray Train may
+    have swapped ``builtins.print`` (``patch_print_function``), after which the builtin
+    no longer pickles ("not the same object as builtins.print")."""
+    print(line, flush=True)
+
+
 def expected_trials(spec: SweepSpec) -> int:
     return len(spec.grid()) * len(spec.seeds)
 
@@ -67,7 +80,18 @@ def ensure_sweep(
         + ("resuming" if resume else "starting")
     )
     report = run_sweep(spec, storage=root, resume=resume, data_dir=data_dir, progress=progress)
+    check_complete(spec, root)
     return report.wall_s
+
+
+def check_complete(spec: SweepSpec, root: str) -> None:
+    """Raise ``SweepInterrupted`` unless every trial of ``spec`` has its row (of any
+    status: a failed trial is finished, and rerunning it would fail again)."""
+    rows = read_leaderboard(root, spec.name)
+    if len(rows) < expected_trials(spec):
+        raise SweepInterrupted(
+            f"{spec.name}: {len(rows)} of {expected_trials(spec)} trials finished"
+        )
 
 
 # ------------------------------------------------------------------------ rendering
@@ -475,7 +499,7 @@ def report_command(args: Any) -> int:
         run=args.run,
         shortcut=args.shortcut,
         data_dir=settings.data_dir,
-        progress=print,
+        progress=print_line,
     )
     print(f"wrote {out}")
     return 0

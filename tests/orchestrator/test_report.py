@@ -10,7 +10,8 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.leaderboard import read_leaderboard
-from orchestrator.report import generate_report
+from orchestrator.report import SweepInterrupted, check_complete, generate_report, print_line
+from orchestrator.spec import parse_spec
 
 SPEC = {
     "name": "report-tiny",
@@ -91,3 +92,26 @@ def test_a_missing_spec_exits_2_with_one_line(tmp_path, capsys):
     code = main(["report", "--spec", str(tmp_path / "none.yaml"), "--no-run"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "none.yaml" in err
+
+
+def test_a_sweep_that_ends_short_stops_the_report(generated):
+    # Tune returns normally after a Ctrl-C; the report must stop there (exit 130 through
+    # the CLI's KeyboardInterrupt), not go on to the next sweep.
+    folder, _, _ = generated
+    bigger = parse_spec({**SPEC, "seeds": [0, 1, 2]})  # 6 trials; the leaderboard has 4
+    with pytest.raises(SweepInterrupted, match="4 of 6 trials"):
+        check_complete(bigger, str(folder / "results"))
+    check_complete(parse_spec(SPEC), str(folder / "results"))  # complete: no error
+
+
+def test_the_progress_function_pickles_after_ray_swaps_print(monkeypatch):
+    import builtins
+    import pickle
+
+    from ray import cloudpickle  # what Tune pickles its callbacks with
+
+    original = builtins.print
+    monkeypatch.setattr(builtins, "print", lambda *args, **kw: None)  # as Ray Train does
+    with pytest.raises(pickle.PicklingError, match="not the same object"):
+        cloudpickle.dumps(original)  # why the CLI must not hand Tune the builtin
+    assert pickle.loads(cloudpickle.dumps(print_line)) is print_line
