@@ -65,16 +65,14 @@ def ensure_sweep(
 ) -> float:
     """Run ``spec`` unless its rows are all there; resume it if it was interrupted.
     Returns the seconds spent."""
-    from ray import tune
-
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep import restorable, run_sweep
 
     rows = read_leaderboard(root, spec.name)
     done = int((rows["status"] == "ok").sum()) if len(rows) else 0
     if done >= expected_trials(spec):
         progress(f"{spec.name}: all {done} trials on the leaderboard; not run again")
         return 0.0
-    resume = tune.Tuner.can_restore(str(Path(root).resolve() / spec.name))
+    resume = restorable(Path(root).resolve() / spec.name)
     progress(
         f"{spec.name}: {done} of {expected_trials(spec)} trials done; "
         + ("resuming" if resume else "starting")

@@ -154,6 +154,19 @@ def run_trial(
     tune.report({**objective, "epoch": result.history[-1].epoch, "final": 1})
 
 
+def restorable(experiment: Path) -> bool:
+    """Whether ``Tuner.restore`` can finish the sweep in ``experiment``. Tune's own
+    ``can_restore`` asks only that ``tuner.pkl`` exist; a driver killed while the Tuner
+    was being built leaves it empty, and with no experiment state no trial ever
+    started: both are started afresh, not restored."""
+    tuner = experiment / "tuner.pkl"
+    return (
+        tuner.is_file()
+        and tuner.stat().st_size > 0
+        and any(experiment.glob("experiment_state-*.json"))
+    )
+
+
 def _row(
     spec: SweepSpec,
     trial_id: str,
@@ -311,7 +324,7 @@ def run_sweep(
 
     root = _absolute_root(storage)
     experiment = Path(root) / spec.name
-    if resume and not tune.Tuner.can_restore(str(experiment)):
+    if resume and not restorable(experiment):
         raise ConfigError("resume", f"no sweep to resume at {experiment}")
     started = time.perf_counter()
     # The objective exists only in a trial's final report (its epochs report validation
