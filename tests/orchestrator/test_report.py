@@ -123,3 +123,17 @@ def test_a_sweep_killed_while_starting_is_started_afresh(generated, tmp_path):
     assert restorable(folder / "results" / "report-tiny")  # a real finished experiment
     (tmp_path / "tuner.pkl").touch()  # what a driver killed inside Tuner() leaves
     assert not restorable(tmp_path)
+
+
+def test_a_difference_inside_the_seed_spread_is_no_clear_difference():
+    from orchestrator.report import _difference, _verdict
+
+    wide = _difference([0.5, 0.6, 0.7], [0.1, 0.1, 0.1])
+    assert wide.points == pytest.approx(50.0)
+    assert wide.margin == pytest.approx(200 * (0.01 / 3) ** 0.5)
+    assert wide.clear and "agrees" in _verdict(wide, 35.0)
+    small = _difference([0.30, 0.32, 0.34], [0.1, 0.1, 0.1])
+    assert small.clear and "smaller than claimed" in _verdict(small, 35.0)
+    noise = _difference([0.5, 0.6, 0.4], [0.45, 0.55, 0.5])
+    assert not noise.clear and "does not hold" in _verdict(noise, 35.0)
+    assert str(noise) == f"{noise.points:+.1f} ± {noise.margin:.1f}"
