@@ -170,11 +170,12 @@ class Objective:
 @dataclass(frozen=True)
 class Resources:
     """Per trial: CPUs and GPUs of an inline trial, or Train workers (DDP) and each
-    worker's GPU share."""
+    worker's GPU share; and the LIME actors of an LGR trial (a CPU each)."""
 
     cpus: float = 1.0
     gpus: float = 0.0
     workers: int = 1
+    actors: int = 1
 
 
 @dataclass(frozen=True)
@@ -529,7 +530,7 @@ def _fraction(path: str, value: Any) -> float:
 
 
 def _resources(text: Mapping[str, Any]) -> Resources:
-    _known("resources", text, ("cpus", "gpus", "workers"))
+    _known("resources", text, ("cpus", "gpus", "workers", "actors"))
     cpus, gpus = text.get("cpus", 1.0), text.get("gpus", 0.0)
     for key, value, low in (("cpus", cpus, 0.0), ("gpus", gpus, 0.0)):
         if (
@@ -543,7 +544,8 @@ def _resources(text: Mapping[str, Any]) -> Resources:
                 f"must be a number {'> 0' if key == 'cpus' else '>= 0'}, got {value!r}",
             )
     workers = _count("resources.workers", text.get("workers", 1))
-    return Resources(float(cpus), float(gpus), workers)
+    actors = _count("resources.actors", text.get("actors", 1))
+    return Resources(float(cpus), float(gpus), workers, actors)
 
 
 def _asha(text: Mapping[str, Any]) -> Asha:

@@ -115,6 +115,7 @@ def run_trial(
         device="auto" if spec.resources.gpus or spec.resources.workers > 1 else "cpu",
         workers=spec.resources.workers,
         gpus_per_worker=spec.resources.gpus if spec.resources.workers > 1 else 0.0,
+        actors=spec.resources.actors,
         data_dir=data_dir,
     )
 
@@ -290,11 +291,26 @@ def _describe(spec: SweepSpec, config: Mapping[str, Any]) -> str:
     return f"{method} seed {seed}" + (f" ({values})" if values else "")
 
 
-def _resources(spec: SweepSpec) -> dict[str, float]:
-    if spec.resources.workers > 1:
+def _resources(spec: SweepSpec) -> Callable[[Mapping[str, Any]], Any]:
+    """Each trial's placement group, from its config: one bundle for the trial and, for
+    an LGR trial, one more per LIME actor. Tune starts a trial's actors only inside its
+    placement group; without those bundles LGR's explain workers fail to launch ("No
+    trial resources are available for launching the actor")."""
+    from ray.tune import PlacementGroupFactory
+
+    resources = spec.resources
+    if resources.workers > 1:
         # The trial itself only drives a TorchTrainer, whose workers take their own.
-        return {"cpu": 0.1}
-    return {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+        trial = {"CPU": 0.1}
+    else:
+        trial = {"CPU": resources.cpus, "GPU": resources.gpus}
+
+    def per_trial(config: Mapping[str, Any]) -> PlacementGroupFactory:
+        method, _sampled_values, _seed = _sampled(spec, config)
+        actors = resources.actors if method == "lgr" else 0
+        return PlacementGroupFactory([trial] + [{"CPU": 1.0}] * actors)
+
+    return per_trial
 
 
 def _absolute_root(storage: str) -> str:

@@ -223,3 +223,29 @@ def test_a_trial_can_drive_a_torchtrainer(tmp_path):
     (trial_dir,) = (tmp_path / "ddp").glob("run_trial_*")
     reports = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
     assert [r.get("epoch") for r in reports if "val_acc" in r] == [1]  # the relayed epoch
+
+
+def test_an_lgr_trial_reserves_a_bundle_per_lime_actor(sweep_ray, tmp_path):
+    from orchestrator.sweep import GRID_VARIANT, _resources
+
+    spec = _spec(
+        name="lgr",
+        method=["erm", "lgr"],
+        sampler="grid",
+        search={},
+        train={
+            "epochs": 1,
+            "lgr": {"pretrain_epochs": 1, "rounds": 1, "lime_samples": 50,
+                    "explain_fraction": 0.02, "attack_eps": 0.0},
+        },
+        seeds=[0],
+    )  # fmt: skip
+    erm, lgr = (dict(variant) for variant in spec.grid())
+    per_trial = _resources(spec)
+    assert len(per_trial({GRID_VARIANT: erm}).bundles) == 1
+    assert per_trial({GRID_VARIANT: lgr}).bundles == [{"CPU": 1.0}, {"CPU": 1.0}]
+    run_sweep(spec, storage=str(tmp_path))
+    rows = read_leaderboard(str(tmp_path), "lgr")
+    assert set(rows["status"]) == {"ok"}, rows[["method", "error"]]
+    lgr_row = rows[rows["method"] == "lgr"].iloc[0]
+    assert 0.0 <= lgr_row["lime_faithfulness_auc"] <= 1.0  # the LIME-order curve
