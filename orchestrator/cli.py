@@ -563,11 +563,11 @@ def format_results(results: Sequence[tuple[str, EvalResult]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     n = {result.n_eval for _, result in results}
-    modes = {result.eval_mode for _, result in results}
+    ensembles = sorted({r.eval_mode for _, r in results} - {"pgd"})  # pgd: no ensemble
+    ensemble = f"autoattack = the {'/'.join(ensembles)} ensemble; " if ensembles else ""
     lines.append(
-        f"(n = {', '.join(map(str, sorted(n)))} test images; autoattack = the "
-        f"{'/'.join(sorted(modes))} ensemble; worst = survives every attack at that eps, "
-        "the audit's included: the headline)"
+        f"(n = {', '.join(map(str, sorted(n)))} test images; {ensemble}worst = survives "
+        "every attack at that eps, the audit's included: the headline)"
     )
     for label, result in results:
         for flag in result.audit_flags:

@@ -60,14 +60,25 @@ def ray_head(tmp_path_factory):
     time.sleep(1)
 
 
-def _submit(url: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+def _job(url: str, env: dict, *command: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`ray job submit` of ``command`` from the repository. The head's job agent
+    registers some seconds after `ray start` returns (longer on a loaded machine); until
+    then a submission fails with "No available agent", so that one error is retried."""
     runtime_env = json.dumps({"excludes": [".venv", "results", "data", ".git"]})
-    return subprocess.run(
-        [str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
-         "--runtime-env-json", runtime_env, "--",
-         sys.executable, "-m", "orchestrator", "train", "--epochs", "1", *QUICK_FLAGS, *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+    argv = [
+        str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
+        "--runtime-env-json", runtime_env, "--", sys.executable, "-m", "orchestrator", *command,
+    ]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while True:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+        if "No available agent" not in done.stdout + done.stderr or time.monotonic() > deadline:
+            return done
+        time.sleep(5)
+
+
+def _submit(url: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return _job(url, env, "train", "--epochs", "1", *QUICK_FLAGS, *args)
 
 
 def test_a_job_writes_under_the_absolute_root(ray_head, tmp_path):
@@ -90,13 +101,9 @@ def test_a_smoke_sweep_job_fills_the_leaderboard_under_the_absolute_root(ray_hea
     from orchestrator.leaderboard import read_leaderboard
 
     url, env = ray_head
-    runtime_env = json.dumps({"excludes": [".venv", "results", "data", ".git"]})
-    done = subprocess.run(
-        [str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
-         "--runtime-env-json", runtime_env, "--",
-         sys.executable, "-m", "orchestrator", "sweep", "search_spaces/demo.yaml", "--smoke",
-         "--trials", "2", "--storage", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600,
+    done = _job(
+        url, env, "sweep", "search_spaces/demo.yaml", "--smoke", "--trials", "2",
+        "--storage", str(tmp_path), timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = read_leaderboard(str(tmp_path), "demo")
