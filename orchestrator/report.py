@@ -78,17 +78,20 @@ def ensure_sweep(
         + ("resuming" if resume else "starting")
     )
     report = run_sweep(spec, storage=root, resume=resume, data_dir=data_dir, progress=progress)
-    check_complete(spec, root)
+    check_complete(spec, root, unfinished=report.unfinished)
     return report.wall_s
 
 
-def check_complete(spec: SweepSpec, root: str) -> None:
-    """Raise ``SweepInterrupted`` unless every trial of ``spec`` has its row (of any
-    status: a failed trial is finished, and rerunning it would fail again)."""
+def check_complete(spec: SweepSpec, root: str, *, unfinished: int = 0) -> None:
+    """Raise ``SweepInterrupted`` if Tune left trials ``unfinished`` or some trial of
+    ``spec`` has no row. A failed trial is finished: its error row counts (a rerun
+    would fail again); but a resumed trial that had failed before still has that row,
+    so ``unfinished`` is what tells an interrupted resume."""
     rows = read_leaderboard(root, spec.name)
-    if len(rows) < expected_trials(spec):
+    if unfinished or len(rows) < expected_trials(spec):
+        finished = min(len(rows), expected_trials(spec) - unfinished)
         raise SweepInterrupted(
-            f"{spec.name}: {len(rows)} of {expected_trials(spec)} trials finished"
+            f"{spec.name}: {finished} of {expected_trials(spec)} trials finished"
         )
 
 

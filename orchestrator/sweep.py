@@ -62,6 +62,9 @@ class SweepReport:
     stopped: int
     errors: int
     wall_s: float
+    #: Trials neither finished nor failed when Tune returned: it was interrupted (Tune
+    #: catches Ctrl-C, saves the experiment and returns normally).
+    unfinished: int = 0
     #: Multi-objective sweeps: the trials no other trial beats on every objective
     #: (on the validation split), Optuna's Pareto front over what was run.
     pareto: tuple[str, ...] = ()
@@ -423,6 +426,7 @@ def run_sweep(
         stopped=int(counts.get("stopped", 0)),
         errors=int(counts.get("error", 0)),
         wall_s=time.perf_counter() - started,
+        unfinished=len(grid) - grid.num_terminated - grid.num_errors,
         pareto=pareto_front(spec, grid) if spec.objective.multi else (),
     )
 

@@ -1,7 +1,7 @@
 """The quick evaluation the run-path tests share: PGD-2 and the fast ensemble at one
-eps on 40 test images, without the audit's probes or the masked-accuracy curves. The same settings as an EvalConfig
-(for in-process runs) and as CLI flags (for `limelight train` and `ray job submit`);
-test_run checks that the two agree."""
+eps on 40 test images, without the audit's probes or the masked-accuracy curves. The
+same settings as an EvalConfig (for in-process runs) and as CLI flags (for `limelight
+train` and `ray job submit`); test_run checks that the two agree."""
 
 from __future__ import annotations
 

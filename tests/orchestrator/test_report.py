@@ -102,6 +102,10 @@ def test_a_sweep_that_ends_short_stops_the_report(generated):
     with pytest.raises(SweepInterrupted, match="4 of 6 trials"):
         check_complete(bigger, str(folder / "results"))
     check_complete(parse_spec(SPEC), str(folder / "results"))  # complete: no error
+    # Every row there, but Tune returned with a resumed trial unfinished (its row is
+    # from the run that failed before): interrupted all the same.
+    with pytest.raises(SweepInterrupted, match="3 of 4 trials"):
+        check_complete(parse_spec(SPEC), str(folder / "results"), unfinished=1)
 
 
 def test_the_progress_function_pickles_after_ray_swaps_print(monkeypatch):
