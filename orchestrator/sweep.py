@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -277,13 +278,20 @@ def _recorded_config(root: str, spec: SweepSpec, trial: Any) -> dict[str, Any]:
     return train.to_dict()
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*:")
+
+
 def _error_line(trial: Any) -> str:
     text = ""
     error_file = getattr(trial, "error_file", None)
     if error_file and Path(error_file).is_file():
         text = Path(error_file).read_text()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "the trial failed (no error text)"
+    if not lines:
+        return "the trial failed (no error text)"
+    # The line that names the exception; a message may run on for lines after it.
+    named = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return named[-1] if named else lines[-1]
 
 
 def _describe(spec: SweepSpec, config: Mapping[str, Any]) -> str:

@@ -249,3 +249,22 @@ def test_an_lgr_trial_reserves_a_bundle_per_lime_actor(sweep_ray, tmp_path):
     assert set(rows["status"]) == {"ok"}, rows[["method", "error"]]
     lgr_row = rows[rows["method"] == "lgr"].iloc[0]
     assert 0.0 <= lgr_row["lime_faithfulness_auc"] <= 1.0  # the LIME-order curve
+
+
+def test_an_error_row_names_the_exception_not_the_messages_last_line(tmp_path):
+    from types import SimpleNamespace
+
+    from orchestrator.sweep import _error_line
+
+    error = tmp_path / "error.txt"
+    error.write_text(
+        'Failure # 1\nTraceback (most recent call last):\n  File "x.py", line 1\n'
+        "ray.exceptions.RayTaskError(RuntimeError): ray::ImplicitFunc.train()\n"
+        "RuntimeError: No trial resources are available for launching the actor.\n"
+        ">  resources_per_trial=tune.PlacementGroupFactory(\n"
+        "Where `N` is the number of slots to reserve for trial actors.\n"
+    )
+    line = _error_line(SimpleNamespace(error_file=str(error)))
+    assert line == "RuntimeError: No trial resources are available for launching the actor."
+    error.write_text("something odd\n")
+    assert _error_line(SimpleNamespace(error_file=str(error))) == "something odd"
