@@ -21,7 +21,7 @@ from ray.cluster_utils import Cluster
 
 from orchestrator.config import EvalConfig, RunSettings, TrainConfig
 from orchestrator.run import run
-from tests.quick import QUICK_FLAGS
+from tests.quick import QUICK_EVAL, QUICK_FLAGS
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,16 @@ def ray_head(tmp_path_factory):
     """`ray start --head` on free ports, stopped afterwards by its processes' PIDs (not
     `ray stop`, which would stop every Ray on the machine)."""
     ray.shutdown()
-    port, dashboard = _free_port(), _free_port()
+    # Every port free, not the defaults: another Ray on the machine holds those (its
+    # dashboard agent on 52365 made every submission here fail, "No available agent").
+    port, dashboard, agent, runtime_env, metrics = (_free_port() for _ in range(5))
     temp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     started = subprocess.run(
         [str(RAY), "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}",
+         f"--dashboard-agent-listen-port={agent}", f"--runtime-env-agent-port={runtime_env}",
+         f"--metrics-export-port={metrics}",
          "--num-cpus=2", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],
         capture_output=True, text=True, env=env, timeout=180,
     )  # fmt: skip
@@ -62,8 +66,8 @@ def ray_head(tmp_path_factory):
 
 def _job(url: str, env: dict, *command: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """`ray job submit` of ``command`` from the repository. The head's job agent
-    registers some seconds after `ray start` returns (longer on a loaded machine); until
-    then a submission fails with "No available agent", so that one error is retried."""
+    registers some seconds after `ray start` returns; until then a submission fails with
+    "No available agent", so that one error is retried for a while."""
     runtime_env = json.dumps({"excludes": [".venv", "results", "data", ".git"]})
     argv = [
         str(RAY), "job", "submit", f"--address={url}", "--working-dir", str(REPO),
@@ -86,7 +90,8 @@ def test_a_job_writes_under_the_absolute_root(ray_head, tmp_path):
     done = _submit(url, env, "--storage", str(tmp_path), "--out", "job-erm")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "job-erm" / "checkpoint.pt").is_file()
-    assert json.loads((tmp_path / "job-erm" / "eval.json").read_text())["n_eval"] == 20
+    record = json.loads((tmp_path / "job-erm" / "eval.json").read_text())
+    assert record["n_eval"] == QUICK_EVAL.limit
 
 
 def test_a_job_with_a_relative_root_exits_2(ray_head, tmp_path):
