@@ -159,6 +159,18 @@ def _percent_axis(ax: Axes) -> None:
     ax.grid(alpha=0.3)
 
 
+def _band(mean: pd.Series, std: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """mean ± std in percent, clipped to [0, 100]: one collapsed seed of three (an LGR
+    trial at chance on digits) put the unclipped band at 118% and below 0."""
+    return (mean - std).clip(0, 100), (mean + std).clip(0, 100)
+
+
+def _error_bars(mean: pd.Series, std: pd.Series) -> np.ndarray:
+    """The (below, above) lengths of ± std bars that stop at 0 and 100."""
+    low, high = _band(mean, std.fillna(0))
+    return np.vstack([mean - low, high - mean])
+
+
 def _rows_of(frame: pd.DataFrame, dataset: str, group_by: Sequence[str]):
     """The data set's ok rows (with ``_group``), the counts left out, and the colours."""
     ok, left_out = ok_rows(frame[frame["dataset"] == dataset])
@@ -201,7 +213,7 @@ def curves_figure(
             part = part.sort_values("eps")
             eps, mean, std = part["eps"], 100 * part["acc_mean"], 100 * part["acc_std"]
             ax.plot(eps, mean, marker="o", markersize=3.5, color=colours[group], linewidth=1.5)
-            ax.fill_between(eps, mean - std, mean + std, color=colours[group], alpha=0.18, lw=0)
+            ax.fill_between(eps, *_band(mean, std), color=colours[group], alpha=0.18, lw=0)
         ax.set_title(ATTACK_TITLES.get(attack, attack), fontsize=10)
         ax.set_xlabel(EPS_LABEL, fontsize=9)
         _percent_axis(ax)
@@ -265,11 +277,12 @@ def pareto_figure(
     handles, labels = [], []
     counts = _counts(rows.dropna(subset=["clean_acc", metric]))
     for group, part in points.groupby("_group", sort=True):
+        clean, value = 100 * part["clean_mean"], 100 * part["metric_mean"]
         drawn = ax.errorbar(
-            100 * part["clean_mean"],
-            100 * part["metric_mean"],
-            xerr=100 * part["clean_std"].fillna(0),
-            yerr=100 * part["metric_std"].fillna(0),
+            clean,
+            value,
+            xerr=_error_bars(clean, 100 * part["clean_std"]),
+            yerr=_error_bars(value, 100 * part["metric_std"]),
             fmt="o",
             markersize=6,
             color=colours[group],
@@ -333,7 +346,7 @@ def faithfulness_figure(
         x, colour = 100 * part["fraction"], colours[group]
         mean, std = 100 * part["acc_mean"], 100 * part["acc_std"]
         (line,) = ax.plot(x, mean, marker="o", markersize=3.5, color=colour, linewidth=1.5)
-        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
+        ax.fill_between(x, *_band(mean, std), color=colour, alpha=0.18, lw=0)
         ax.plot(x, 100 * part["random_mean"], linestyle="--", color=colour, linewidth=1.2)
         handles.append(line)
         labels.append(f"{group} ({counts[group]}{_auc_text(rows, group)})")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.collections import PathCollection
 from PIL import Image
 
 from methods.data import load_dataset
@@ -26,9 +27,12 @@ from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboar
 from orchestrator.plot_cli import KINDS, add_plot_parser, plot_command
 from orchestrator.plots import (
     curve_table,
+    curves_figure,
     explain_refinement,
+    faithfulness_figure,
     faithfulness_table,
     ok_rows,
+    pareto_figure,
     pareto_front,
     pareto_points,
     read_lgr_run,
@@ -219,6 +223,40 @@ def test_faithfulness_table_and_pareto_points_average_over_seeds(root):
 
 
 # ----------------------------------------------------------------------------- figures
+
+
+def test_bands_and_bars_stay_between_0_and_100_percent_when_a_seed_collapses(tmp_path):
+    """One seed of three collapsed to chance (as an LGR trial on digits did): mean ± std
+    runs past 100% and below 0, which no accuracy can; the figures clip to [0, 100]."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "results"
+    for seed, clean in enumerate((0.97, 0.96, 0.10)):
+        curve = [{**p, "acc": min(p["acc"], clean)} for p in _curve(rng, clean, 2.0)]
+        faithfulness = [{**p, "acc": clean if p["fraction"] == 0 else p["acc"]}
+                        for p in _faithfulness(rng, clean)]  # fmt: skip
+        append_row(str(root), _row("collapse", seed, config_id="lgr-0", method="lgr",
+                                   dataset="digits", seed=seed, eval_eps=0.1, clean_acc=clean,
+                                   robust_acc=curve[-1]["acc"], robust_curve=curve,
+                                   faithfulness_curve=faithfulness))  # fmt: skip
+    frame = read_leaderboard(str(root))
+    for figure in (
+        curves_figure(frame, "digits"),
+        pareto_figure(frame, "digits"),
+        faithfulness_figure(frame, "digits"),
+    ):
+        drawn = [ax for ax in figure.axes if ax.get_visible() and ax.collections]
+        assert drawn
+        for ax in drawn:
+            for collection in ax.collections:
+                if isinstance(collection, PathCollection):  # markers: where they are
+                    drawn_points = [collection.get_offsets()]
+                else:  # bands (their outlines) and error bars (their segments)
+                    drawn_points = [path.vertices for path in collection.get_paths() or []]
+                    drawn_points += getattr(collection, "get_segments", list)()
+                for points in drawn_points:
+                    points = np.asarray(points)
+                    if points.size:
+                        assert points.min() >= -1e-9 and points.max() <= 100 + 1e-9, ax.get_title()
 
 
 @pytest.mark.parametrize("kind", ["curves", "pareto", "faithfulness"])

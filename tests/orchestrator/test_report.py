@@ -4,6 +4,7 @@ report rendered from its leaderboard, and a second generation that runs nothing.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import yaml
@@ -79,13 +80,17 @@ def test_report_tables_come_from_the_rows(generated):
 def test_a_second_generation_runs_nothing_and_rewrites_the_report(generated, capsys):
     folder, spec, out = generated
     before = read_leaderboard(str(folder / "results"), "report-tiny")
+    first = out.read_text()
     out.unlink()
     argv = ["report", "--spec", str(spec), "--storage", str(folder / "results"), "--out", str(out)]
     assert main([*argv, "--no-shortcut"]) == 0
     assert "all 4 trials on the leaderboard; not run again" in capsys.readouterr().out
     after = read_leaderboard(str(folder / "results"), "report-tiny")
     assert list(after["trial_id"]) == list(before["trial_id"])
-    assert out.is_file()
+    # The time it took is the trials' (first start to last end), not this rendering's.
+    span = re.search(r"trials ran .*? UTC \((\d+) minutes of wall time", first)
+    assert span, first.splitlines()[2]
+    assert span.group(0) in out.read_text()
 
 
 def test_a_missing_spec_exits_2_with_one_line(tmp_path, capsys):

@@ -194,6 +194,10 @@ def test_the_same_lgr_command_reports_again_and_other_masks_are_refused(tmp_path
     again = capsys.readouterr().out
     assert _table(first) == _table(again)
     assert read_round_epochs(tmp_path / "lgr" / "round1") == 1  # not trained again
+    # A round's evaluation is the light one: no masked-accuracy curves (LIME on the test
+    # images each round was most of this test's time, and of an LGR trial's).
+    round_eval = json.loads((tmp_path / "lgr" / "round1" / "eval.json").read_text())
+    assert round_eval["faithfulness"] is None and round_eval["lime_faithfulness"] is None
     assert checkpoint.stat().st_mtime_ns >= stamp
     for changed in (["--mask-ratio", "0.3"], ["--reg-weight", "2"], ["--lr", "0.1"]):
         assert _exit_code([*argv, *changed]) == 2
