@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STORAGE ?= results
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,14 @@ run: setup
 	$(BIN)/limelight sweep search_spaces/demo.yaml --storage $(STORAGE)
 	$(BIN)/limelight leaderboard --storage $(STORAGE) --group-by method,dataset --sort robust_acc_mean
 
+# The whole suite (CI runs this; ~15 minutes on 2 cores).
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The edit loop: every test that starts no Ray (tests/conftest.py marks the others from
+# the fixtures they use).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not ray"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -311,7 +311,7 @@ def compare(args: argparse.Namespace) -> dict[str, float]:
 def scaling(args: argparse.Namespace) -> None:
     import ray
 
-    from orchestrator.explain import connect, start_workers
+    from orchestrator.explain.actors import connect, start_workers
 
     generator = torch.Generator().manual_seed(args.seed)
     model = make_model(args.model, args.seed)

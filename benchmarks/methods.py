@@ -17,7 +17,7 @@
    the method order reversing every repeat, so load from other processes lands on all
    of them. The table gives the median epoch seconds over all timed epochs, images/s,
    the ratio of medians to ERM, and the ratio of fastest epochs to ERM's fastest.
-2. Per-job overhead of the Ray Train path: `orchestrator.train.train_job` on the
+2. Per-job overhead of the Ray Train path: `orchestrator.run.job.train_job` on the
    same small ERM job (digits, small_cnn, 2 epochs, batch 128, per-epoch monitoring
    on the test split as the CLI does, then `EvalConfig(eps=(0.1,), attacks=("pgd",),
    pgd_steps=2, limit=50)`), inline (workers=1) and as a 2-worker `TorchTrainer`
@@ -197,7 +197,7 @@ def bench_ray_overhead(args: argparse.Namespace) -> None:
     import ray
 
     from orchestrator.config import EvalConfig, RunSettings, TrainConfig
-    from orchestrator.train import train_job
+    from orchestrator.run.job import train_job
 
     dataset = load_dataset(DATASET, seed=args.seed)
     config = TrainConfig(
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
             "Measured in one run on digits/small_cnn: (1) each training method's epoch "
             "seconds (methods.loop.fit, training part only) as a ratio of ERM's: erm, "
             "adversarial pgd and fgsm_rs, sgt, asgt, lgr, interleaved repeats, medians; "
-            "(2) wall seconds of orchestrator.train.train_job on a small ERM job "
+            "(2) wall seconds of orchestrator.run.job.train_job on a small ERM job "
             "inline vs a 2-worker Ray Train TorchTrainer on a local 2-CPU Ray, and the "
             "difference (per-job overhead). Default run ~2.5 min on 2 cores."
         ),

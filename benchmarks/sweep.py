@@ -1,6 +1,6 @@
 """Per-trial orchestration overhead of a sweep on `digits`, measured in one run.
 
-What a sweep trial costs beyond the job itself: `orchestrator.sweep.run_sweep` on a
+What a sweep trial costs beyond the job itself: `orchestrator.sweeps.tune.run_sweep` on a
 small spec built in code (erm, digits, `train: {epochs: 2}`, `lr` searched
 log-uniform in [0.01, 0.1], `eval: {eval_eps: 0.1, attacks: [pgd], pgd_steps: 2,
 limit: 50}`, `--trials` trials, `seeds: [0]`, `val_fraction: 0.1`,
@@ -45,7 +45,7 @@ overhead (see benchmarks/methods.py) and Tune's share part.
 Measured 2026-12-01 on a 2-core CPU (torch 2.14.1 CPU, ray 2.60), shared with
 other work (absolute times are inflated; the ratios are the point):
   inline, 5 trials (python benchmarks/sweep.py --trials 5), trial processes reused
-  (TuneConfig(reuse_actors=True), orchestrator/sweep.py):
+  (TuneConfig(reuse_actors=True), orchestrator/sweeps/tune.py):
     sweep trial (trials 2..5)  median 1.26 s (fastest 1.16); the first, with the
                                sweep's set-up and the cold process, 10.9 s
     job alone (1 thread)       median 1.15 s (10 jobs, fastest 0.97)
@@ -87,8 +87,8 @@ import torch
 
 from orchestrator.config import EvalConfig
 from orchestrator.run import RunSettings, TrainConfig, run
-from orchestrator.spec import SweepSpec, parse_spec
-from orchestrator.sweep import run_sweep
+from orchestrator.sweeps.spec import SweepSpec, parse_spec
+from orchestrator.sweeps.tune import run_sweep
 
 GOAL_S = 3.0  # inline: at most this many seconds of overhead per trial
 

@@ -21,16 +21,13 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.attacks import build_attack, model_mode
-
-if TYPE_CHECKING:
-    from methods.evaluate import EvalResult, RobustPoint
+from methods.results import EvalResult, RobustPoint
 
 __all__ = [
     "AUDIT_SIGNS",

@@ -10,8 +10,8 @@ At each eps three kinds of attack run (after RobustBench and Croce & Hein 2020):
 - the audit's probes (``methods.audit``) on what still stands.
 
 ``worst`` is the per-example worst case over every attack run at that eps, probes
-included: the headline robust accuracy. Results are typed records of floats, written
-with ``asdict``.
+included: the headline robust accuracy. Results are the typed records of
+``methods.results`` (re-exported here), written with ``asdict``.
 """
 
 from __future__ import annotations
@@ -19,17 +19,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-
-if TYPE_CHECKING:  # methods.faithfulness imports this module's batching
-    from methods.faithfulness import FaithfulnessCurve
-    from methods.lime import LimeSettings
 
 from methods.attacks import Attack, build_attack, model_mode
 from methods.audit import (
@@ -40,6 +35,10 @@ from methods.audit import (
     probe_gradients,
     stronger_attacks,
 )
+from methods.batching import batches
+from methods.faithfulness import lime_masked_accuracy_curve, masked_accuracy_curve
+from methods.lime import LimeExplainer, LimeSettings
+from methods.results import CorruptionPoint, EvalResult, FaithfulnessCurve, RobustPoint
 
 __all__ = [
     "ENSEMBLES",
@@ -79,79 +78,6 @@ EVAL_MODES = tuple(ENSEMBLES)
 DEFAULT_PROBES = ProbeSettings()
 
 
-@dataclass(frozen=True)
-class RobustPoint:
-    # "fgsm", "pgd", "autoattack" (the eval mode's ensemble) or "worst" (the
-    # per-example minimum over every attack run at this eps, the audit's included)
-    attack: str
-    eps: float  # L-inf on the [0,1] scale
-    acc: float  # in [0,1]
-
-
-@dataclass(frozen=True)
-class CorruptionPoint:
-    corruption: str
-    severity: int  # 1..5
-    acc: float
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """One model's evaluation. Accuracies are floats in [0,1]."""
-
-    n_eval: int
-    clean_acc: float
-    robust_curve: tuple[RobustPoint, ...] = ()
-    corruption_curve: tuple[CorruptionPoint, ...] = ()
-    corruption_acc: float | None = None  # plain mean over corruption_curve
-    audit_flags: tuple[str, ...] = ()
-    attack_settings: dict[str, str] = field(default_factory=dict)
-    eval_mode: str = "pgd"  # results written before the ensemble existed were PGD-only
-    audit_measures: dict[str, float] = field(default_factory=dict)
-    faithfulness: FaithfulnessCurve | None = None  # SGT's masked-accuracy curve
-    lime_faithfulness: FaithfulnessCurve | None = None  # the same in LIME's order (LGR)
-
-    def acc(self, attack: str, eps: float) -> float:
-        """Robust accuracy of ``attack`` at ``eps`` (``KeyError`` if not evaluated)."""
-        for point in self.robust_curve:
-            if point.attack == attack and abs(point.eps - eps) < 1e-9:
-                return point.acc
-        raise KeyError(f"no {attack} accuracy at eps={eps:g} in this result")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EvalResult:
-        """The inverse of ``to_dict`` (``eval.json``); unknown keys are ignored."""
-
-        return cls(
-            n_eval=int(values["n_eval"]),
-            clean_acc=float(values["clean_acc"]),
-            robust_curve=tuple(RobustPoint(**p) for p in values.get("robust_curve", ())),
-            corruption_curve=tuple(
-                CorruptionPoint(**p) for p in values.get("corruption_curve", ())
-            ),
-            corruption_acc=values.get("corruption_acc"),
-            audit_flags=tuple(values.get("audit_flags", ())),
-            attack_settings=dict(values.get("attack_settings", {})),
-            eval_mode=str(values.get("eval_mode", "pgd")),
-            audit_measures={k: float(v) for k, v in values.get("audit_measures", {}).items()},
-            faithfulness=_curve_from(values.get("faithfulness")),
-            lime_faithfulness=_curve_from(values.get("lime_faithfulness")),
-        )
-
-
-def _curve_from(values: dict | None) -> FaithfulnessCurve | None:
-    from methods.faithfulness import FaithfulnessCurve
-
-    return None if values is None else FaithfulnessCurve.from_dict(values)
-
-
-def _batches(n: int, batch_size: int) -> list[slice]:
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images).argmax(1)
@@ -175,7 +101,7 @@ def correct_under(
     generator = torch.Generator(device=device).manual_seed(seed)
     out = torch.empty(len(labels), dtype=torch.bool)
     with model_mode(model, "eval"):
-        for part in _batches(len(labels), batch_size):
+        for part in batches(len(labels), batch_size):
             x = images[part].to(device, non_blocking=True)
             y = labels[part].to(device, non_blocking=True)
             if attack is not None:
@@ -276,8 +202,6 @@ def evaluate(
         measures.update(_global_probes(model, images, labels, probes, **kw))
     curve_of_masking = lime_curve = None
     if faithfulness:
-        from methods.faithfulness import masked_accuracy_curve
-
         curve_of_masking = masked_accuracy_curve(
             model, images, labels, saliency_target=saliency_target, **kw
         )
@@ -317,9 +241,6 @@ def evaluate(
 def _lime_curve(model, images, labels, settings: LimeSettings, **kw) -> FaithfulnessCurve:
     """The masked-accuracy curve with superpixels removed in order of LIME weight for
     the true class (as the saliency curve ranks by the true class's gradient)."""
-    from methods.faithfulness import lime_masked_accuracy_curve
-    from methods.lime import LimeExplainer
-
     explanations = LimeExplainer(model).explain(images, labels, settings)
     return lime_masked_accuracy_curve(model, images, labels, explanations, **kw)
 

@@ -21,15 +21,15 @@ import logging
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from methods.attacks import model_mode, unwrap
-from methods.evaluate import _batches
+from methods.batching import batches
 from methods.lime import Explanation
+from methods.results import FaithfulnessCurve
 from methods.saliency import SALIENCY_TARGETS, SaliencyTarget, input_saliency
 
 __all__ = [
@@ -51,56 +51,6 @@ BACKGROUNDS: tuple[str, ...] = ("corner",)
 
 #: (B, HW) bool mask of the pixels to remove, given how many pixels to remove.
 MaskFn = Callable[[int], torch.Tensor]
-
-
-# ----------------------------------------------------------------------------- result
-
-
-@dataclass(frozen=True)
-class FaithfulnessCurve:
-    """Accuracy as the top-ranked pixels are removed, against a random order.
-
-    Attributes:
-        fractions: nominal share of each image's pixels removed at each step.
-        acc: accuracy in [0,1] at each step, removing in the explanation's order.
-        random_acc: the same removing pixels (or superpixels) in a random order.
-        auc, random_auc: ``faithfulness_auc`` of the two curves; lower: faster fall.
-        order: what ranked the pixels: ``"saliency"`` or ``"lime"``.
-    """
-
-    fractions: tuple[float, ...]
-    acc: tuple[float, ...]
-    random_acc: tuple[float, ...]
-    auc: float
-    random_auc: float
-    order: str
-
-    @property
-    def gap(self) -> float:
-        """``auc - random_auc``: negative when the explanation beats a random order."""
-        return self.auc - self.random_auc
-
-    def points(self) -> tuple[dict[str, float], ...]:
-        """The curve as the leaderboard's ``faithfulness_curve`` column stores it."""
-        return tuple(
-            {"fraction": f, "acc": a, "random_acc": r}
-            for f, a, r in zip(self.fractions, self.acc, self.random_acc, strict=True)
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FaithfulnessCurve:
-        """The inverse of ``to_dict`` (JSON lists become tuples again)."""
-        return cls(
-            fractions=tuple(float(f) for f in values["fractions"]),
-            acc=tuple(float(a) for a in values["acc"]),
-            random_acc=tuple(float(a) for a in values["random_acc"]),
-            auc=float(values["auc"]),
-            random_auc=float(values["random_auc"]),
-            order=str(values["order"]),
-        )
 
 
 def faithfulness_auc(fractions: Sequence[float], acc: Sequence[float]) -> float:
@@ -264,7 +214,7 @@ def _curve(
     generators = [_fraction_generator(seed, f) for f in fractions]
     hits = torch.zeros(2, len(fractions), dtype=torch.long, device=device)
     with model_mode(net, "eval"):
-        for part in _batches(len(images), batch_size):
+        for part in batches(len(images), batch_size):
             x = images[part].to(device, non_blocking=True)
             y = labels[part].to(device, non_blocking=True).long()
             fill = _fill_values(x, background)

@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from methods.attacks import model_mode
+from methods.options import ConfigError, option, validate
 
 __all__ = [
     "SEGMENTATIONS",
@@ -39,6 +41,7 @@ __all__ = [
     "default_batch_size",
     "flagged_mask",
     "flagged_segments",
+    "samples_option",
     "segment",
     "segment_means",
     "top_segments",
@@ -50,6 +53,13 @@ log = logging.getLogger(__name__)
 SEGMENTATIONS = ("auto", "slic", "quickshift", "grid")
 #: Strategies that flag from one explanation's weights.
 SPURIOUS_STRATEGIES = ("low_relevance", "high_relevance", "irrelevant")
+
+
+def samples_option(default: int, help: str) -> Any:
+    """LIME's sample count as an ``option`` field, declared here once for every record
+    that carries one (``LimeSettings``, LGR's options, the shortcut benchmark's plan):
+    at least 2, the all-kept image and one perturbation."""
+    return option(default, help=help, low=2, metavar="N")
 
 
 @dataclass(frozen=True)
@@ -72,34 +82,28 @@ class LimeSettings:
             how images are split across batches or actors.
     """
 
-    num_samples: int = 1000
-    segmentation: str = "auto"
-    n_segments: int = 50
-    grid_cell: int = 0
-    fill: str | float = "mean"
-    kernel_width: float = 0.25
-    ridge_alpha: float = 1.0
-    seed: int = 0
+    num_samples: int = samples_option(1000, "perturbed images per explanation")
+    segmentation: str = option(
+        "auto",
+        help="superpixels: slic (32x32 and up), grid (smaller), quickshift; auto picks by "
+        "image size",
+        choices=SEGMENTATIONS,
+    )
+    n_segments: int = option(50, help="target segment count for slic", low=2)
+    grid_cell: int = option(0, help="grid cell side in pixels; 0 picks by image size", low=0)
+    fill: str | float = option("mean", help="'mean' (each segment's mean colour) or a gray level")
+    kernel_width: float = option(
+        0.25, help="width of the kernel on cosine distance", low=0.0, open_low=True
+    )
+    ridge_alpha: float = option(1.0, help="L2 penalty of the surrogate", low=0.0)
+    seed: int = option(0, help="seed of the LIME masks", low=0)
 
     def __post_init__(self) -> None:
-        if self.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2, got {self.num_samples}")
-        if self.segmentation not in SEGMENTATIONS:
-            raise ValueError(
-                f"unknown segmentation {self.segmentation!r}; valid: {', '.join(SEGMENTATIONS)}"
-            )
-        if self.n_segments < 2:
-            raise ValueError(f"n_segments must be >= 2, got {self.n_segments}")
-        if self.grid_cell < 0:
-            raise ValueError(f"grid_cell must be >= 0, got {self.grid_cell}")
+        validate(self)
         if self.fill != "mean" and not (
             isinstance(self.fill, (int, float)) and 0.0 <= self.fill <= 1.0
         ):
-            raise ValueError(f"fill must be 'mean' or a number in [0, 1], got {self.fill!r}")
-        if not self.kernel_width > 0:
-            raise ValueError(f"kernel_width must be > 0, got {self.kernel_width}")
-        if self.ridge_alpha < 0:
-            raise ValueError(f"ridge_alpha must be >= 0, got {self.ridge_alpha}")
+            raise ConfigError("fill", f"must be 'mean' or a number in [0, 1], got {self.fill!r}")
 
     def resolved(self, image_size: int) -> LimeSettings:
         """``auto`` segmentation and ``grid_cell = 0`` made concrete for an image size."""

@@ -13,10 +13,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConfigError", "Options", "option", "validate"]
+__all__ = ["ConfigError", "InputError", "Options", "option", "validate"]
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """Bad input whose one-line message says how to fix it (a missing data set or
+    checkpoint, a missing optional package): the command line exits 2 on it."""
+
+
+class ConfigError(InputError):
     """A configuration value is not allowed. ``field`` names it (snake_case)."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -39,6 +44,8 @@ def option(
     open_high: bool = False,
     metavar: str | None = None,
     flag: bool = True,
+    positional: bool = False,
+    repeat: bool = False,
     note: str | None = None,
 ) -> Any:
     """A dataclass field with its validation and command-line description.
@@ -49,6 +56,9 @@ def option(
             after this module is imported).
         low, high: the allowed range; ``open_low``/``open_high`` exclude the bound.
         flag: False for fields that never become a command-line flag.
+        positional: the field is a positional argument (named by its upper-case
+            ``metavar``), not a ``--flag``.
+        repeat: a tuple field whose flag is given once per value (``--spec a --spec b``).
         note: appended to a range error, e.g. the scale a value is on.
     """
     metadata = {
@@ -60,6 +70,8 @@ def option(
         "open_high": open_high,
         "metavar": metavar,
         "flag": flag,
+        "positional": positional,
+        "repeat": repeat,
         "note": note,
     }
     return dataclasses.field(default=default, metadata=metadata)

@@ -18,11 +18,12 @@ from torch import nn
 from methods.data import Dataset
 from methods.loop import load_checkpoint
 from methods.models import build_model
+from methods.options import InputError
 
 __all__ = ["CheckpointError", "checkpoint_meta", "git_sha", "restore_model"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, unreadable, or does not fit the data set."""
 
 

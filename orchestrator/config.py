@@ -19,6 +19,7 @@ from typing import Any
 from methods.attacks import ATTACKS
 from methods.data import DATASETS
 from methods.evaluate import EVAL_MODES
+from methods.loop import resolve_device
 from methods.models import MODELS, default_model
 from methods.options import ConfigError, Options, option, validate
 from methods.training import METHODS, TrainingMethod, method_class
@@ -30,6 +31,7 @@ __all__ = [
     "EvalConfig",
     "RunSettings",
     "TrainConfig",
+    "check_seeds",
     "in_ray_job",
     "is_uri",
 ]
@@ -195,6 +197,21 @@ def option_fields() -> dict[str, list[tuple[str, dataclasses.Field]]]:
 # ----------------------------------------------------------------------------- where it runs
 
 
+def check_seeds(field: str, seeds: Any) -> tuple[int, ...]:
+    """Seeds as given in a spec or on the command line: integers >= 0, at least one, none
+    twice. ``ConfigError`` names ``field`` and the seed at fault."""
+    seeds = list(seeds) if isinstance(seeds, (list, tuple)) else seeds
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(field, f"give one or more integers >= 0, got {seeds!r}")
+    for seed in seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(field, f"seeds are integers >= 0, got {seed!r}")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ConfigError(field, f"seed {repeated[0]} is repeated")
+    return tuple(seeds)
+
+
 def in_ray_job() -> bool:
     """True inside the entrypoint of ``ray job submit`` (Ray's job supervisor sets this
     variable for the driver it starts)."""
@@ -262,9 +279,13 @@ class RunSettings:
 
 
 def _check_device(name: str) -> None:
-    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
-        return
-    raise ConfigError("device", f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    """The one check of a device name: known, and present on this machine."""
+    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ConfigError("device", f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    try:
+        resolve_device(name)
+    except (ValueError, RuntimeError) as error:
+        raise ConfigError("device", str(error).splitlines()[0]) from error
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -13,14 +13,21 @@ import dataclasses
 import types
 import typing
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from methods.options import choices_of
 
-__all__ = ["add_fields", "add_method_options", "flag_name", "given"]
+__all__ = ["add_fields", "add_method_options", "flag_name", "from_flags", "given"]
+
+T = TypeVar("T")
 
 
 def flag_name(field: str) -> str:
+    """``mask_ratio`` -> ``--mask-ratio``; an upper-case name (a positional such as
+    ``KIND`` or ``SPEC``) stays as the user sees it in ``--help``."""
+    if field.isupper():
+        return field
     return "--" + field.replace("_", "-")
 
 
@@ -67,11 +74,24 @@ def _argument_kwargs(field: dataclasses.Field, hint: Any, help_text: str) -> dic
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": field.name}
     if field.metadata.get("metavar"):
         kwargs["metavar"] = field.metadata["metavar"]
+    if field.metadata.get("positional"):
+        del kwargs["dest"]  # argparse takes a positional's dest from its name
+        if field.default is not dataclasses.MISSING:
+            kwargs["nargs"] = "?"
+    elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
     if kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
         return kwargs
     if typing.get_origin(kind) is tuple:
-        kwargs["type"] = _float_list if typing.get_args(kind)[0] is float else _name_list
+        item = typing.get_args(kind)[0]
+        if field.metadata.get("repeat"):  # --spec a --spec b
+            kwargs.update(action="append", type=item)
+            return kwargs
+        if item is Path:  # several paths: --checkpoint a.pt b.pt
+            kwargs.update(type=Path, nargs="+")
+            return kwargs
+        kwargs["type"] = _float_list if item is float else _name_list
         return kwargs
     kwargs["type"] = kind
     valid = choices_of(field)
@@ -96,7 +116,8 @@ def add_fields(
         if include is not None and field.name not in include:
             continue
         kwargs = _argument_kwargs(field, hints[field.name], _help(field))
-        parser.add_argument(flag_name(field.name), **kwargs)
+        name = field.name if field.metadata.get("positional") else flag_name(field.name)
+        parser.add_argument(name, **kwargs)
 
 
 def add_method_options(
@@ -120,4 +141,10 @@ def add_method_options(
 def given(args: argparse.Namespace, cls: type, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The fields of ``cls`` the user gave on the command line."""
     names = {f.name for f in dataclasses.fields(cls)} - set(exclude)
-    return {k: v for k, v in vars(args).items() if k in names}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def from_flags(args: argparse.Namespace, cls: type[T], **fixed: Any) -> T:
+    """The record ``cls`` from the flags the user gave (the record fills in the
+    defaults and validates: a bad value raises ``ConfigError`` naming the field)."""
+    return cls(**{**given(args, cls, exclude=tuple(fixed)), **fixed})

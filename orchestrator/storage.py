@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from methods.options import ConfigError
 
-__all__ = ["DEFAULT_STORAGE", "STORAGE_ENV", "as_uri", "default_root", "is_uri", "local_root"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "STORAGE_ENV",
+    "as_uri",
+    "check_folder_name",
+    "default_root",
+    "is_uri",
+    "local_root",
+]
 
 #: Where results go when neither --storage nor LIMELIGHT_STORAGE says.
 DEFAULT_STORAGE = "results"
@@ -39,3 +49,19 @@ def local_root(storage: str, what: str) -> Path:
             "system path (URI roots serve limelight explain's mask store)",
         )
     return Path(storage)
+
+
+def check_folder_name(field: str, value: Any) -> str:
+    """A name that becomes one folder under the root (a sweep, a benchmark): every reader
+    must take it literally. ``/ \\ =`` and whitespace would change the path, a leading
+    ``.`` or ``_`` makes pyarrow and pandas skip the folder, and ``%`` would be
+    URL-decoded by Hive readers. ``ConfigError`` names ``field``."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(field, f"must be a non-empty string, got {value!r}")
+    if re.search(r"[/\\=%\s]", value) or value[0] in "._":
+        raise ConfigError(
+            field,
+            f"{value!r} must be a plain folder name (no / \\ = % or spaces, not starting "
+            "with . or _)",
+        )
+    return value

@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset as _TorchDataset
 
+from methods.options import InputError
+
 Index = int | slice | torch.Tensor
 DEFAULT_DATA_DIR = Path("./data")
 
 
-class DataNotFoundError(ValueError):
+class DataNotFoundError(InputError):
     """A data set's files are missing or unreadable; the message is one line with the fix."""
 
 

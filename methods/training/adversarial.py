@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +13,6 @@ from methods.attacks import FGSM, PGD
 from methods.options import Options, option
 from methods.training import _options
 from methods.training.base import StepOutput, TrainingMethod
-
-TrainingAttack = Literal["pgd", "fgsm_rs"]
 
 
 @dataclass(frozen=True)
@@ -29,29 +27,27 @@ class AdversarialOptions(Options):
 
 
 class AdversarialTraining(TrainingMethod):
-    """Loss = CE(f(x_adv), y), x_adv from the training attack at ``eps``.
+    """Loss = CE(f(x_adv), y), x_adv from the training attack at ``attack_eps``.
 
-    Args:
-        eps: L-inf radius on the [0,1] scale.
-        attack: ``"pgd"`` (PGD with random start, ``steps`` steps of 2.5 * eps / steps)
-            or ``"fgsm_rs"`` (one step of 1.25 * eps from a random start).
-        steps: PGD steps (ignored for ``fgsm_rs``).
+    Options (``AdversarialOptions``):
+        attack_eps: L-inf radius on the [0,1] scale.
+        training_attack: ``"pgd"`` (PGD with random start, ``attack_steps`` steps of
+            2.5 * eps / steps) or ``"fgsm_rs"`` (one step of 1.25 * eps from a random
+            start).
+        attack_steps: PGD steps (ignored for ``fgsm_rs``).
     """
 
     name = "adversarial"
     Options = AdversarialOptions
+    options: AdversarialOptions
 
-    def __init__(self, eps: float, *, attack: TrainingAttack = "pgd", steps: int = 10) -> None:
-        if attack == "pgd":
-            self.attack: PGD = PGD(eps, steps=steps)
-        elif attack == "fgsm_rs":
+    def __init__(self, options: AdversarialOptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
+        eps = self.options.attack_eps
+        if self.options.training_attack == "pgd":
+            self.attack: PGD = PGD(eps, steps=self.options.attack_steps)
+        else:  # "fgsm_rs", the only other choice
             self.attack = FGSM(eps, random_start=True)
-        else:
-            raise ValueError(f"unknown training attack {attack!r}; valid: pgd, fgsm_rs")
-
-    @classmethod
-    def from_options(cls, options: AdversarialOptions) -> AdversarialTraining:  # type: ignore[override]
-        return cls(options.attack_eps, attack=options.training_attack, steps=options.attack_steps)
 
     def loss(
         self,
@@ -64,6 +60,3 @@ class AdversarialTraining(TrainingMethod):
         logits = model(adversarial)
         ce = F.cross_entropy(logits, labels)
         return StepOutput(loss=ce, logits=logits, terms={"ce_adv": ce.detach()})
-
-    def __repr__(self) -> str:
-        return f"AdversarialTraining({self.attack!r})"

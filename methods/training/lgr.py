@@ -1,20 +1,21 @@
 """LIME-guided refinement, LGR (Nayyem, Rakin, Wang; arXiv 2412.18952, 2601.00968): the loss.
 
 The rounds (explain, flag, refine, explain again) are driven by
-``orchestrator.lgr``; here is one refinement step on images that carry a mask of
+``orchestrator.run.lgr``; here is one refinement step on images that carry a mask of
 flagged (spurious) pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.attacks import FGSM, PGD, Attack
-from methods.lime import SPURIOUS_STRATEGIES
+from methods.lime import SPURIOUS_STRATEGIES, samples_option
 from methods.options import ConfigError, Options, option
 from methods.saliency import mask_with_noise
 from methods.training import _options
@@ -33,7 +34,7 @@ REFINE_ATTACKS = ("pgd", "fgsm")
 @dataclass(frozen=True)
 class LGROptions(Options):
     """The refinement loss's options, then those of the rounds around it
-    (``orchestrator.lgr``: explain, flag, refine)."""
+    (``orchestrator.run.lgr``: explain, flag, refine)."""
 
     attack_eps: float | None = _options.attack_eps()
     attack_steps: int = _options.attack_steps()
@@ -108,7 +109,7 @@ class LGROptions(Options):
         high=1.0,
         open_low=True,
     )
-    lime_samples: int = option(1000, help="LIME perturbations per image", low=2)
+    lime_samples: int = samples_option(1000, "LIME perturbations per image")
     start_checkpoint: str | None = option(
         None, help="checkpoint to refine (default: pretrain with ERM first)", metavar="PATH"
     )
@@ -176,56 +177,33 @@ class LGR(TrainingMethod):
 
     x' is x with its flagged pixels (mask m, (N, 1, H, W)) replaced (feature masking;
     ``fill``: uniform noise in the image's range by default); x_adv' is PGD (or FGSM)
-    on x' at ``eps`` (adversarial training; left out when ``eps`` is 0).
+    on x' at ``attack_eps`` (adversarial training; left out when ``attack_eps`` is 0).
 
-    Args:
-        eps: L-inf radius of the training attack on the [0,1] scale.
+    Options (``LGROptions``; the loss reads the first eight, the rounds of
+    ``orchestrator.run.lgr`` the rest):
+        attack_eps: L-inf radius of the training attack on the [0,1] scale.
+        attack_steps: PGD steps.
+        refine_attack: ``"pgd"`` or ``"fgsm"`` (one step of eps, no random start).
         reg_weight: weight of the input-gradient penalty on flagged pixels, >= 0.
-        steps: PGD steps.
+        penalty_target, penalty_reduction, fill: the choices of ``LGROptions``
+            (defaults: the papers'; alternatives: Adversarial_XAI's).
         feature_masking: replace flagged pixels before the forward pass.
-        fill, penalty_target, penalty_reduction, attack: the choices of
-            ``LGROptions`` (defaults: the papers'; alternatives: Adversarial_XAI's).
     """
 
     name = "lgr"
     Options = LGROptions
+    options: LGROptions
     needs_masks = True
 
-    def __init__(
-        self,
-        eps: float,
-        reg_weight: float = 1.0,
-        *,
-        steps: int = 10,
-        feature_masking: bool = True,
-        fill: str = "noise",
-        penalty_target: str = "log_prob",
-        penalty_reduction: str = "sum",
-        attack: str = "pgd",
-    ) -> None:
-        if reg_weight < 0:
-            raise ValueError(f"reg_weight must be >= 0, got {reg_weight}")
+    def __init__(self, options: LGROptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
+        eps = self.options.attack_eps
         self.attack: Attack | None = None
         if eps > 0:
-            self.attack = PGD(eps, steps=steps) if attack == "pgd" else FGSM(eps)
-        self.reg_weight = reg_weight
-        self.feature_masking = feature_masking
-        self.fill = fill
-        self.penalty_target = penalty_target
-        self.penalty_reduction = penalty_reduction
-
-    @classmethod
-    def from_options(cls, options: LGROptions) -> LGR:  # type: ignore[override]
-        return cls(
-            options.attack_eps,
-            options.reg_weight,
-            steps=options.attack_steps,
-            feature_masking=options.feature_masking,
-            fill=options.fill,
-            penalty_target=options.penalty_target,
-            penalty_reduction=options.penalty_reduction,
-            attack=options.refine_attack,
-        )
+            if self.options.refine_attack == "pgd":
+                self.attack = PGD(eps, steps=self.options.attack_steps)
+            else:  # "fgsm", the only other choice
+                self.attack = FGSM(eps)
 
     def loss(
         self,
@@ -236,17 +214,18 @@ class LGR(TrainingMethod):
     ) -> StepOutput:
         if masks is None:
             raise ValueError("LGR needs a mask of flagged pixels with every batch")
-        refined = fill_masked(images, masks, self.fill) if self.feature_masking else images
+        options = self.options
+        refined = fill_masked(images, masks, options.fill) if options.feature_masking else images
         logits, penalty = masked_gradient_penalty(
             model,
             refined,
             labels,
             masks,
-            target=self.penalty_target,
-            reduction=self.penalty_reduction,
+            target=options.penalty_target,
+            reduction=options.penalty_reduction,
         )
         ce = F.cross_entropy(logits, labels)
-        loss = ce + self.reg_weight * penalty
+        loss = ce + options.reg_weight * penalty
         terms = {"ce": ce.detach(), "grad_penalty": penalty.detach()}
         if self.attack is not None:
             adversarial = self.attack(model, refined, labels)
@@ -254,6 +233,3 @@ class LGR(TrainingMethod):
             loss = loss + ce_adv
             terms["ce_adv"] = ce_adv.detach()
         return StepOutput(loss=loss, logits=logits, terms=terms)
-
-    def __repr__(self) -> str:
-        return f"LGR({self.attack!r}, reg_weight={self.reg_weight})"

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from methods.options import Options
-from methods.saliency import (
-    SaliencyMode,
-    SaliencyTarget,
-    bottom_k_mask,
-    input_saliency,
-    mask_with_noise,
-)
+from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
 from methods.training import _options
 from methods.training._divergence import kl_from_logits
 from methods.training.base import StepOutput, TrainingMethod
@@ -41,7 +36,7 @@ class SGT(TrainingMethod):
     pixel. (The released code's flat indexing masks only channel 0 on RGB inputs; a
     defect not copied here, docs/methods.md.)
 
-    Args:
+    Options (``SGTOptions``):
         mask_ratio: fraction of pixels masked, in (0, 1); the paper's MNIST setting is 0.5.
         reg_weight: weight of the KL term (the paper's lambda), >= 0.
         absolute_saliency: rank pixels by |gradient| instead of the signed gradient.
@@ -49,37 +44,17 @@ class SGT(TrainingMethod):
             ends in log_softmax, so its saliency is d log p_y / dx).
         saliency_mode: model mode of the saliency pass; the released code switches to
             eval mode for it and back to train mode after.
+
+    ASGT subclasses this class: its saliency and masking go through ``saliency_of``
+    and ``masked``, which read these options, so an option added here reaches it.
     """
 
     name = "sgt"
     Options = SGTOptions
+    options: SGTOptions
     draws_saliency = True
-
-    def __init__(
-        self,
-        mask_ratio: float = 0.5,
-        reg_weight: float = 1.0,
-        *,
-        absolute_saliency: bool = False,
-        saliency_target: SaliencyTarget = "logit",
-        saliency_mode: SaliencyMode = "eval",
-    ) -> None:
-        _check_ratio_and_weight(mask_ratio, reg_weight)
-        self.mask_ratio = mask_ratio
-        self.reg_weight = reg_weight
-        self.absolute_saliency = absolute_saliency
-        self.saliency_target = saliency_target
-        self.saliency_mode = saliency_mode
-
-    @classmethod
-    def from_options(cls, options: SGTOptions) -> SGT:  # type: ignore[override]
-        return cls(
-            options.mask_ratio,
-            options.reg_weight,
-            absolute_saliency=options.absolute_saliency,
-            saliency_target=options.saliency_target,  # type: ignore[arg-type]
-            saliency_mode=options.saliency_mode,  # type: ignore[arg-type]
-        )
+    #: Noise in each channel's own [min, max] (ASGT's code) instead of the image's.
+    noise_per_channel: ClassVar[bool] = False
 
     def loss(
         self,
@@ -88,35 +63,36 @@ class SGT(TrainingMethod):
         labels: torch.Tensor,
         masks: torch.Tensor | None = None,
     ) -> StepOutput:
-        saliency = self.saliency(model, images, labels)
-        masked = mask_with_noise(images, bottom_k_mask(saliency, self.mask_ratio))
+        masked = self.masked(images, self.saliency(model, images, labels))
         logits = model(images)
         masked_logits = model(masked)
         ce = F.cross_entropy(logits, labels)
         kl = kl_from_logits(logits, masked_logits)
         return StepOutput(
-            loss=ce + self.reg_weight * kl,
+            loss=ce + self.options.reg_weight * kl,
             logits=logits,
             terms={"ce": ce.detach(), "kl": kl.detach()},
         )
 
     def saliency(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
         """What the method masks by (also drawn in TensorBoard): (N, H, W)."""
+        return self.saliency_of(model, images, labels)
+
+    def saliency_of(
+        self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """The saliency of ``inputs`` for ``targets`` as the options define it: (N, H, W)."""
         return input_saliency(
             model,
-            images,
-            labels,
-            absolute=self.absolute_saliency,
-            target=self.saliency_target,
-            mode=self.saliency_mode,
+            inputs,
+            targets,
+            absolute=self.options.absolute_saliency,
+            target=self.options.saliency_target,  # type: ignore[arg-type]
+            mode=self.options.saliency_mode,  # type: ignore[arg-type]
         )
 
-    def __repr__(self) -> str:
-        return f"SGT(mask_ratio={self.mask_ratio}, reg_weight={self.reg_weight})"
-
-
-def _check_ratio_and_weight(mask_ratio: float, reg_weight: float) -> None:
-    if not 0.0 < mask_ratio < 1.0:
-        raise ValueError(f"mask_ratio must lie in (0, 1), got {mask_ratio}")
-    if reg_weight < 0:
-        raise ValueError(f"reg_weight must be >= 0, got {reg_weight}")
+    def masked(self, images: torch.Tensor, saliency: torch.Tensor) -> torch.Tensor:
+        """``images`` with the bottom ``mask_ratio`` of pixels by ``saliency`` replaced
+        by uniform noise (``noise_per_channel``: in each channel's range)."""
+        mask = bottom_k_mask(saliency, self.options.mask_ratio)
+        return mask_with_noise(images, mask, per_channel=self.noise_per_channel)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +29,17 @@ from methods.training.lgr import LGROptions
 from orchestrator.checkpoints import read_checkpoint, restore_model
 from orchestrator.config import TrainConfig
 from orchestrator.figures.overlays import refinement_figure
-from orchestrator.train import CHECKPOINT_NAME, CONFIG_NAME
+from orchestrator.layout import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    PRETRAIN_DIR,
+    ROUND_PATTERN,
+    round_dir,
+)
 
 __all__ = ["LgrRun", "Refinement", "explain_refinement", "read_lgr_run", "refinement_plot"]
 
 log = logging.getLogger(__name__)
-
-_ROUND = re.compile(r"round(\d+)")
 
 
 @dataclass(frozen=True)
@@ -78,17 +81,17 @@ def read_lgr_run(path: str | Path) -> LgrRun:
             "(one with pretrain/ or a start checkpoint and round<k>/ folders)"
         )
     start = config.options.start_checkpoint
-    before = Path(start) if start is not None else path / "pretrain" / CHECKPOINT_NAME
+    before = Path(start) if start is not None else path / PRETRAIN_DIR / CHECKPOINT_NAME
     if not before.is_file():
         raise ValueError(f"run: the model before refinement is missing: {before}")
     rounds = sorted(
         int(match.group(1))
         for child in path.iterdir()
-        if (match := _ROUND.fullmatch(child.name)) and (child / CHECKPOINT_NAME).is_file()
+        if (match := ROUND_PATTERN.fullmatch(child.name)) and (child / CHECKPOINT_NAME).is_file()
     )
     if not rounds:
         raise ValueError(f"run: {path} has no finished round (no round<k>/{CHECKPOINT_NAME})")
-    after = path / f"round{rounds[-1]}" / CHECKPOINT_NAME
+    after = round_dir(path, rounds[-1]) / CHECKPOINT_NAME
     return LgrRun(path=path, config=config, before=before, after=after, rounds=rounds[-1])
 
 

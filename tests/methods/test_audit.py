@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from methods.audit import ProbeSettings, audit, audit_note, probe_gradients, tolerance
-from methods.evaluate import EvalResult, RobustPoint, evaluate
+from methods.evaluate import evaluate
+from methods.results import EvalResult, RobustPoint
 
 
 class RoundedInput(nn.Module):

@@ -9,17 +9,11 @@ import pytest
 import torch
 
 from methods.data import load_cifar10c
-from methods.evaluate import (
-    EvalResult,
-    RobustPoint,
-    accuracy,
-    audit,
-    corruption_accuracy,
-    evaluate,
-)
+from methods.evaluate import accuracy, audit, corruption_accuracy, evaluate
 from methods.faithfulness import lime_masked_accuracy_curve
 from methods.lime import LimeExplainer, LimeSettings
 from methods.models import build_model
+from methods.results import EvalResult, RobustPoint
 from tests.formats import write_cifar10c
 
 N_EVAL = 120  # the fast ensemble's time grows with it; 120 keeps this module quick

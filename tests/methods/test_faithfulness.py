@@ -15,7 +15,6 @@ from methods.data import Dataset
 from methods.evaluate import accuracy
 from methods.faithfulness import (
     DEFAULT_FRACTIONS,
-    FaithfulnessCurve,
     _segment_removal,
     faithfulness_auc,
     lime_masked_accuracy_curve,
@@ -24,6 +23,7 @@ from methods.faithfulness import (
 from methods.lime import Explanation, LimeSettings, segment
 from methods.loop import LoopConfig, fit
 from methods.models import build_model
+from methods.results import FaithfulnessCurve
 from methods.training import ERM
 
 # ----------------------------------------------------------------------------- helpers

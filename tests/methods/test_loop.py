@@ -56,7 +56,8 @@ class _Interrupt(Exception):
 
 
 def test_interrupted_run_resumes_to_the_same_weights(digits, tmp_path):
-    method = AdversarialTraining(0.1, attack="fgsm_rs")  # random starts: RNG must resume too
+    # random starts: RNG must resume too
+    method = AdversarialTraining(attack_eps=0.1, training_attack="fgsm_rs")
     config = LoopConfig(epochs=4, seed=2)
     straight = digits_model(digits)
     fit(straight, method, digits.train, config=config, device="cpu")
@@ -143,7 +144,7 @@ def test_tensorboard_scalars_are_written(digits, tmp_path):
     config = LoopConfig(epochs=2, monitor_eps=0.1, monitor_samples=64)
     fit(
         model,
-        AdversarialTraining(0.1, steps=2),
+        AdversarialTraining(attack_eps=0.1, attack_steps=2),
         digits.train,
         config=config,
         test=digits.test,

@@ -1,17 +1,23 @@
 """SGT, ASGT and LGR on tiny tensors: masking, the KL term, the gradient penalty, and
-gradients reaching the parameters; then a few real steps on digits."""
+gradients reaching the parameters; then a few real steps on digits; then that every
+method holds its options and every option reaches its loss."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
 from methods.loop import LoopConfig, fit
+from methods.options import ConfigError, choices_of
 from methods.saliency import bottom_k_mask, input_saliency, mask_with_noise
-from methods.training import ASGT, LGR, SGT, build_method
+from methods.training import ASGT, LGR, METHODS, SGT, StepOutput, build_method
 from methods.training._divergence import kl_from_logits
+from methods.training.asgt import ASGTOptions
 from methods.training.lgr import fill_masked, masked_gradient_penalty
+from methods.training.sgt import SGTOptions
 
 
 def _linear(seed: int = 0) -> nn.Module:
@@ -133,15 +139,20 @@ def test_lgr_fills_flagged_pixels_and_only_those(fill):
 
 
 def test_lgr_refine_attack_choice():
-    assert LGR(0.1, attack="fgsm").attack.steps == 1
-    assert LGR(0.1, attack="fgsm").attack.random_start is False
-    assert LGR(0.1, steps=3).attack.steps == 3
-    assert LGR(0.0, attack="fgsm").attack is None
+    assert LGR(attack_eps=0.1, refine_attack="fgsm").attack.steps == 1
+    assert LGR(attack_eps=0.1, refine_attack="fgsm").attack.random_start is False
+    assert LGR(attack_eps=0.1, attack_steps=3).attack.steps == 3
+    assert LGR(attack_eps=0.0, refine_attack="fgsm").attack is None
 
 
 @pytest.mark.parametrize(
     "method",
-    [SGT(0.5, 1.0), ASGT(0.1, 0.5, 1.0, steps=2), LGR(0.1, 1.0, steps=2), LGR(0.0, 1.0)],
+    [
+        SGT(mask_ratio=0.5, reg_weight=1.0),
+        ASGT(attack_eps=0.1, mask_ratio=0.5, reg_weight=1.0, attack_steps=2),
+        LGR(attack_eps=0.1, reg_weight=1.0, attack_steps=2),
+        LGR(attack_eps=0.0, reg_weight=1.0),
+    ],
     ids=["sgt", "asgt", "lgr", "lgr_no_attack"],
 )
 def test_gradients_reach_every_parameter(method):
@@ -154,7 +165,7 @@ def test_gradients_reach_every_parameter(method):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
     assert out.loss.item() == pytest.approx(
         sum(
-            v.item() * (1 if k.startswith("ce") else getattr(method, "reg_weight", 1))
+            v.item() * (1 if k.startswith("ce") else method.options.reg_weight)
             for k, v in out.terms.items()
         ),
         rel=1e-5,
@@ -171,14 +182,14 @@ def test_lgr_penalty_trains_the_parameters_by_double_backprop():
 
 
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match=r"mask_ratio must lie in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"mask_ratio: must lie in \(0, 1\)"):
         SGT(mask_ratio=1.0)
     with pytest.raises(ValueError, match="reg_weight: must be >= 0"):
         build_method("asgt", attack_eps=0.1, reg_weight=-1.0)
     with pytest.raises(ValueError, match="mask_ratio: not an option of erm"):
         build_method("erm", mask_ratio=0.5)
     with pytest.raises(ValueError, match="needs a mask"):
-        LGR(0.1).loss(_linear(), *_batch())
+        LGR(attack_eps=0.1).loss(_linear(), *_batch())
 
 
 @pytest.mark.parametrize("name", ["sgt", "asgt"])
@@ -250,8 +261,8 @@ def test_the_saliency_mode_matters_with_batchnorm():
 
 def test_each_method_follows_its_source_by_default():
     sgt, asgt = build_method("sgt"), build_method("asgt", attack_eps=0.1)
-    assert (sgt.saliency_mode, sgt.saliency_target) == ("eval", "logit")
-    assert (asgt.saliency_mode, asgt.saliency_target) == ("train", "logit")
+    assert (sgt.options.saliency_mode, sgt.options.saliency_target) == ("eval", "logit")
+    assert (asgt.options.saliency_mode, asgt.options.saliency_target) == ("train", "logit")
 
 
 def test_sgt_fills_in_the_image_range_and_asgt_in_each_channel_range():
@@ -268,3 +279,135 @@ def test_sgt_fills_in_the_image_range_and_asgt_in_each_channel_range():
     whole = mask_with_noise(images, everything, generator=generator)
     assert whole[:, 0].max() > 0.1 and whole[:, 1].min() < 0.9  # the image's [0, 1]
     assert torch.all(whole[:, 2] != 0.5)  # every channel of a masked pixel
+
+
+# ------------------------------------------------------- a method holds its options
+
+
+def _attack_eps(cls) -> dict[str, float]:
+    """The one option without a default (the data set's eps, filled in by a run)."""
+    return {"attack_eps": 0.1} if cls.trains_with_attack() else {}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_method_holds_its_validated_options(name):
+    cls = METHODS[name]
+    assert "from_options" not in vars(cls)  # the base's generic cls(options) builds it
+    options = cls.Options(**_attack_eps(cls))
+    method = cls.from_options(options)
+    assert type(method) is cls and method.options == options
+    assert cls(**_attack_eps(cls)).options == options  # keywords named like the fields
+    for field in dataclasses.fields(options):
+        assert f"{field.name}={getattr(options, field.name)!r}" in repr(method)
+    with pytest.raises(ConfigError, match="no_such_option: not an option of"):
+        cls(**_attack_eps(cls), no_such_option=1)
+    with pytest.raises(ConfigError, match=f"{cls.__name__} takes {cls.Options.__name__}"):
+        cls(0.1)  # the old positional form
+    if cls.trains_with_attack():
+        with pytest.raises(ConfigError, match=r"attack_eps: .* needs the eps"):
+            cls()
+
+
+def test_keywords_override_a_record_and_are_validated_by_its_fields():
+    method = SGT(SGTOptions(mask_ratio=0.3), reg_weight=2.0)
+    assert method.options == SGTOptions(mask_ratio=0.3, reg_weight=2.0)
+    with pytest.raises(ConfigError, match=r"mask_ratio: must lie in \(0, 1\)"):
+        SGT(SGTOptions(), mask_ratio=0.0)
+    with pytest.raises(ConfigError, match="saliency_mode: unknown value 'test'"):
+        ASGT(attack_eps=0.1, saliency_mode="test")
+    with pytest.raises(ConfigError, match=r"SGT takes SGTOptions .*got ASGTOptions"):
+        SGT(ASGTOptions(attack_eps=0.1))  # a subclass's record is another method's
+
+
+#: Options that by design do not change one ``loss`` step, each with its reason; every
+#: other field of every registered method must. Keep it minimal.
+_ROUNDS = "read by the rounds around the loss (the orchestrator's LGR driver: explain, flag)"
+NOT_IN_THE_LOSS: dict[str, dict[str, str]] = {
+    "lgr": {
+        "mask_ratio": _ROUNDS + ": the share of superpixels flagged into the masks",
+        "rounds": _ROUNDS,
+        "spurious": _ROUNDS,
+        "reexplanations": _ROUNDS,
+        "irrelevant_threshold": _ROUNDS,
+        "global_mask_share": _ROUNDS,
+        "explain_label": _ROUNDS,
+        "explain_fraction": _ROUNDS,
+        "lime_samples": _ROUNDS,
+        "start_checkpoint": _ROUNDS,
+        "pretrain_epochs": _ROUNDS,
+    },
+}
+
+
+def test_the_exemptions_name_real_options():
+    for name, fields in NOT_IN_THE_LOSS.items():
+        assert set(fields) <= set(METHODS[name].Options.field_names()), name
+
+
+def _another_value(options, field: dataclasses.Field):
+    """``options`` with ``field`` changed to another valid value: another choice, the
+    bool flipped, a number moved inside its range (validated by the record itself)."""
+    value = getattr(options, field.name)
+    choices = choices_of(field)
+    if isinstance(value, bool):
+        candidates: list = [not value]
+    elif choices is not None:
+        candidates = [(c,) if isinstance(value, tuple) else c for c in choices]
+    elif isinstance(value, int):
+        candidates = [value - 1, value + 1]
+    elif isinstance(value, float):
+        candidates = [value / 2, value * 2, value + 1]
+    else:
+        candidates = []
+    for candidate in candidates:
+        if candidate == value:
+            continue
+        try:
+            return dataclasses.replace(options, **{field.name: candidate})
+        except ConfigError:
+            continue
+    raise AssertionError(f"no rule gives another valid {field.name} than {value!r}; add one")
+
+
+def _one_step(cls, options) -> StepOutput:
+    """One loss on a fresh seeded BatchNorm model and batch (BatchNorm: so the saliency
+    pass's model mode matters), with the global seed reset before the call."""
+    model = _bn_net().train()
+    images, labels = _rgb_batch()
+    masks = (torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    torch.manual_seed(3)
+    return cls(options).loss(model, images, labels, masks)
+
+
+def _same(a: StepOutput, b: StepOutput) -> bool:
+    return (
+        torch.equal(a.loss, b.loss)
+        and torch.equal(a.logits, b.logits)
+        and a.terms.keys() == b.terms.keys()
+        and all(torch.equal(a.terms[k], b.terms[k]) for k in a.terms)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [
+        (name, option)
+        for name, cls in sorted(METHODS.items())
+        for option in cls.Options.field_names()
+        if option not in NOT_IN_THE_LOSS.get(name, {})
+    ],
+)
+def test_every_option_changes_one_loss_step(name, option):
+    """Catches a method that ignores one of its options: ASGT skipping an option that
+    SGT's saliency or masking reads, a new option never passed to the loss."""
+    cls = METHODS[name]
+    options = cls.Options(**_attack_eps(cls))
+    field = next(f for f in dataclasses.fields(options) if f.name == option)
+    other = _another_value(options, field)
+    default = _one_step(cls, options)
+    assert _same(default, _one_step(cls, options))  # deterministic, so a change is the option's
+    changed = _one_step(cls, other)
+    assert not _same(default, changed), (
+        f"{name}: {option}={getattr(other, option)!r} (instead of "
+        f"{getattr(options, option)!r}) left the loss, logits and terms unchanged"
+    )

@@ -1,0 +1,118 @@
+"""`limelight shortcut` end to end on a tiny setting (1 seed, 2 epochs, ERM, the control
+and LGR with one LIME strategy through real Ray actors): its rows, resuming, and the
+exit-2 contract of its flags."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from methods.data import load_dataset, planted_class
+from orchestrator.cli import main
+from orchestrator.leaderboard import read_leaderboard
+from orchestrator.sweeps.shortcut import CONTROL_SHARE
+from orchestrator.sweeps.shortcut.benchmark import _train_share
+
+TINY = [
+    "shortcut", "--seeds", "0", "--epochs", "1", "--strategies", "irrelevant",
+    "--rounds", "1", "--refine-epochs", "1", "--lime-samples", "20",
+    "--explain-fraction", "0.05", "--limit", "40", "--device", "cpu", "--actors", "2",
+    "--name", "tiny",
+]  # fmt: skip
+
+
+def _label_coded(seed: int = 0) -> float:
+    train = load_dataset("digits_shortcut", seed=seed).train
+    return (planted_class(train) == train.labels).float().mean().item()
+
+
+def test_the_control_trains_on_random_positions_and_the_registry_is_restored():
+    with _train_share(CONTROL_SHARE):
+        assert abs(_label_coded() - CONTROL_SHARE) < 0.02
+    assert _label_coded() > 0.95
+
+
+def _rows(root):
+    rows = read_leaderboard(str(root), "tiny")
+    return {r["trial_id"]: r for r in rows.to_dict("records")}
+
+
+def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, capsys):
+    argv = [*TINY, "--storage", str(tmp_path)]
+    # LGR without ERM in --methods: the ERM model it refines is trained, but gets no row.
+    assert main([*argv, "--methods", "control,lgr"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("seed 0: follows") == 2, out  # one progress line per model
+    assert "training erm seed 0 for LGR to refine" in out
+    rows = _rows(tmp_path)
+    assert set(rows) == {"control-seed0", "lgr-irrelevant-seed0"}
+    for row in rows.values():
+        assert row["status"] == "ok" and row["dataset"] == "digits_shortcut"
+        for column in ("shortcut_follow_rate", "shortcut_acc", "clean_acc", "pgd_acc"):
+            assert 0.0 <= row[column] <= 1.0, (row["trial_id"], column)
+        assert row["n_eval"] == 40 and row["eval_mode"] == "pgd"  # --limit: PGD eval only
+    lgr, control = rows["lgr-irrelevant-seed0"], rows["control-seed0"]
+    assert 0.0 <= lgr["flag_precision"] <= 1.0 and 0.0 <= lgr["flag_recall"] <= 1.0
+    assert pd.isna(control["flag_precision"]) and pd.isna(control["flag_recall"])
+    configs = {trial: json.loads(row["config"]) for trial, row in rows.items()}
+    assert control["method"] == "erm" and configs["control-seed0"]["control"] is True
+    assert configs["control-seed0"]["train_share"] == CONTROL_SHARE
+    assert configs["lgr-irrelevant-seed0"]["control"] is False
+    assert configs["lgr-irrelevant-seed0"]["train_share"] == 0.97
+    assert configs["lgr-irrelevant-seed0"]["strategy"] == "irrelevant"
+    assert "lgr:irrelevant" in out and "gap vs control" in out
+
+    # Resuming with ERM added: the finished rows are skipped and not rewritten; ERM's
+    # run directory holds its finished model, which is evaluated and gets its row.
+    created = {trial: row["created_at"] for trial, row in rows.items()}
+    assert main([*argv, "--methods", "erm,control,lgr"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("in the leaderboard, skipped") == 2, out
+    assert "[1/3] erm seed 0: follows" in out
+    rows = _rows(tmp_path)
+    assert set(rows) == {"erm-seed0", "control-seed0", "lgr-irrelevant-seed0"}
+    assert {t: rows[t]["created_at"] for t in created} == created
+    recorded = json.loads(rows["lgr-irrelevant-seed0"]["config"])
+    assert recorded["start_checkpoint"] == rows["erm-seed0"]["checkpoint"]
+
+    # The same name with other settings would mix two experiments: refused, nothing run.
+    code = main([*argv, "--epochs", "3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "--name" in err and "epochs: 1 != 3" in err, err
+    assert set(_rows(tmp_path)) == set(rows)
+
+
+@pytest.mark.parametrize(
+    ("extra", "parts"),
+    [
+        (["--methods", "erm,bogus"], ["--methods", "'bogus'", "erm, adversarial"]),
+        (["--methods", ""], ["--methods", "name at least one"]),
+        (["--strategies", "annotated,nope"], ["--strategies", "'nope'", "low_relevance"]),
+        (["--strategies", "gradient+nope"], ["--strategies", "'nope'", "joined by +"]),
+        (["--seeds", "0,a"], ["--seeds", "integers >= 0"]),
+        (["--seeds", "-1"], ["--seeds", "integers >= 0"]),
+        (["--seeds", "1,1"], ["--seeds", "repeated"]),
+        (["--seeds", "x", "--methods", "bogus"], ["--seeds"]),
+        (["--epochs", "0"], ["--epochs", ">= 1"]),
+        (["--lime-samples", "1"], ["--lime-samples", ">= 2"]),
+        (["--train-share", "0.05"], ["--train-share", "(0.1, 1]"]),
+        (["--explain-fraction", "0"], ["--explain-fraction", "(0, 1]"]),
+        (["--name", "a/b"], ["--name", "plain folder name"]),
+        (["--lgr-attack-eps", "2"], ["--lgr-attack-eps", "[0, 1]"]),
+        (["--lgr-reg-weight", "-1"], ["--lgr-reg-weight", ">= 0"]),
+        (["--epochs", "two"], ["--epochs", "invalid int"]),
+    ],
+)
+def test_bad_input_exits_2_before_any_work(extra, parts, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["shortcut", "--storage", str(tmp_path / "root"), *extra])
+    except SystemExit as exit_:  # argparse's own errors (a non-integer --epochs)
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert all(part in err for part in parts), err
+    assert list(tmp_path.iterdir()) == []
