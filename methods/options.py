@@ -24,6 +24,10 @@ class InputError(ValueError):
 class ConfigError(InputError):
     """A configuration value is not allowed. ``field`` names it (snake_case)."""
 
+    #: The command line shows ``field`` as the flag the user typed (``--mask-ratio``); a
+    #: subclass for input from a file (a sweep spec's key path) shows it as written.
+    names_a_flag: bool = True
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field

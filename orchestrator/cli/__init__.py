@@ -93,7 +93,7 @@ def _chosen_verb(argv: Sequence[str]) -> str | None:
 
 
 def _one_line(error: BaseException) -> str:
-    if isinstance(error, ConfigError):
+    if isinstance(error, ConfigError) and error.names_a_flag:
         return f"{flag_name(error.field)}: {error.message.splitlines()[0]}"
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

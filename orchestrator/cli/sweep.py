@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from methods.evaluate import EVAL_MODES
-from methods.options import option, validate
+from methods.options import ConfigError, option, validate
 from orchestrator.config import RunSettings
 from orchestrator.flags import add_fields, from_flags
 from orchestrator.sweeps.spec import SMOKE_LIMIT
@@ -107,6 +107,9 @@ def _best(request: SweepRequest, settings: RunSettings) -> int:
     from orchestrator.run.evaluation import evaluate_split, lime_settings
     from orchestrator.sweeps.tune import best_trials, train_command
 
+    if not Path(settings.storage).is_dir():  # a typo is not a sweep without trials
+        missing = f"{settings.storage} does not exist (the sweep's results root)"
+        raise ConfigError("storage", missing)
     trials = best_trials(settings.storage, request.best, request.top)
     if not trials:
         print(f"no finished trials of sweep {request.best!r} under {settings.storage}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -16,7 +17,7 @@ from methods.options import ConfigError, option, validate
 from orchestrator.leaderboard.formats import FORMATS, format_frame
 from orchestrator.leaderboard.io import FOLDER, read_leaderboard
 from orchestrator.leaderboard.schema import METRIC_COLUMNS
-from orchestrator.storage import DEFAULT_STORAGE, STORAGE_ENV, default_root
+from orchestrator.storage import DEFAULT_STORAGE, STORAGE_ENV, default_root, is_uri
 
 __all__ = ["LeaderboardQuery", "leaderboard_text", "query"]
 
@@ -76,6 +77,8 @@ def leaderboard_text(request: LeaderboardQuery) -> str:
     """The text ``limelight leaderboard`` prints for ``request``: the rows as
     ``request.format``, or one line saying that there are none."""
     root = default_root(request.storage)
+    if not is_uri(root) and not Path(root).is_dir():  # a typo is not an empty leaderboard
+        raise ConfigError("storage", f"{root} does not exist (the results root of a sweep)")
     try:
         frame = read_leaderboard(root, request.sweep)
     except (OSError, ValueError) as error:  # pyarrow: unknown URI scheme, bucket, network

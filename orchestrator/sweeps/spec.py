@@ -287,8 +287,21 @@ def _domain_dict(domain: Domain) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- parsing
 
 
+class SpecError(ConfigError):
+    """A bad key of a spec file: ``field`` is its key path as the YAML has it
+    (``search.mask_ratio.uniform``), shown with the file, never as a flag."""
+
+    names_a_flag = False
+
+    def __init__(self, spec: Path, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.args = (f"{spec}: {field}: {message}",)
+        self.spec = spec
+
+
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec file (``yaml.safe_load``)."""
+    """Read and validate a spec file (``yaml.safe_load``); a bad key raises
+    ``SpecError`` naming the file and the key path."""
     path = Path(path)
     try:
         text = yaml.safe_load(path.read_text())
@@ -299,7 +312,10 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise ConfigError("spec", f"{path} is not valid YAML ({first})") from error
     if not isinstance(text, Mapping):
         raise ConfigError("spec", f"{path} must hold a mapping of keys, got {type(text).__name__}")
-    return parse_spec(text, default_name=path.stem)
+    try:
+        return parse_spec(text, default_name=path.stem)
+    except ConfigError as error:
+        raise SpecError(path, error.field, error.message) from error
 
 
 def parse_spec(text: Mapping[str, Any], *, default_name: str = "sweep") -> SweepSpec:

@@ -115,7 +115,7 @@ def test_a_valid_spec_gives_typed_parts():
         (_with("eval.eval_eps", 0), "eval.eval_eps", "(0, 1]"),
         (_with("eval.attacks", ["cw"]), "eval.attacks", "valid: fgsm, pgd"),
         (_with("trials", 0), "trials", ">= 1"),
-        (_with("seeds", [0, 0]), "seeds", "twice"),
+        (_with("seeds", [0, 0]), "seeds", "repeated"),
         (_with("val_fraction", 1.0), "val_fraction", "(0, 1)"),
         (_with("resources", {"gpu": 1}), "resources.gpu", "unknown key"),
         (_with("asha", {"metric": "test_acc"}), "asha.metric", "per-epoch metric"),
