@@ -102,12 +102,15 @@ def _one_line(error: BaseException) -> str:
 def _setup_logging(verbose: bool) -> None:
     # On a terminal the progress bar shows progress; elsewhere (ray job logs, CI) the
     # per-epoch log lines do.
+    # -v also lets the libraries' INFO lines through (limelight's logger at DEBUG).
     quiet = sys.stderr.isatty() and not verbose
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if verbose:
+        log.setLevel(logging.DEBUG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,6 +46,12 @@ class SweepRequest:
     eval_mode: str = option(
         "standard", help="the ensemble --best re-evaluates with", choices=EVAL_MODES
     )
+    sampler_seed: int | None = option(
+        None,
+        help="seed of Optuna's sampler: another seed samples other configurations "
+        "(default: the spec's sampler_seed, else 0)",
+        low=0,
+    )
     resume: bool = option(
         False, help="finish an interrupted sweep of the same name (Tuner.restore)"
     )
@@ -75,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if request.best is not None:
         return _best(request, settings)
     spec = load_spec(request.spec or _default_spec())
-    for field in ("trials", "max_concurrent"):
+    for field in ("trials", "max_concurrent", "sampler_seed"):
         if getattr(request, field) is not None:
             spec = dataclasses.replace(spec, **{field: getattr(request, field)})
     report = run_sweep(

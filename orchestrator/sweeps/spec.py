@@ -64,7 +64,7 @@ MODES = ("max", "min")
 TOP_KEYS = (
     "name", "method", "dataset", "model", "train", "search", "eval", "objective",
     "trials", "seeds", "max_concurrent", "resources", "asha", "val_fraction",
-    "keep_checkpoints", "sampler",
+    "keep_checkpoints", "sampler", "sampler_seed",
 )  # fmt: skip
 #: How trials are chosen: Optuna (TPE, or NSGA-II for several objectives) over the
 #: search space, or every combination (each method x its choice lists x the seeds).
@@ -211,6 +211,9 @@ class SweepSpec:
     val_fraction: float = 0.1
     keep_checkpoints: int = 3
     sampler: str = "optuna"
+    #: Optuna's seed: fixed by default (the same spec samples the same configurations);
+    #: another seed samples others (``limelight sweep --sampler-seed``).
+    sampler_seed: int = 0
 
     @property
     def eval_eps(self) -> float:
@@ -270,6 +273,7 @@ class SweepSpec:
             "val_fraction": self.val_fraction,
             "keep_checkpoints": self.keep_checkpoints,
             "sampler": self.sampler,
+            "sampler_seed": self.sampler_seed,
         }
 
 
@@ -352,6 +356,7 @@ def parse_spec(text: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
         val_fraction=_fraction("val_fraction", text.get("val_fraction", 0.1)),
         keep_checkpoints=_count("keep_checkpoints", text.get("keep_checkpoints", 3)),
         sampler=_sampler(text.get("sampler", "optuna"), search),
+        sampler_seed=_seed_count("sampler_seed", text.get("sampler_seed", 0)),
     )
     return spec
 
@@ -521,6 +526,12 @@ def _objective(text: Any) -> Objective:
 def _count(path: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(path, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _seed_count(path: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(path, f"must be an integer >= 0, got {value!r}")
     return value
 
 

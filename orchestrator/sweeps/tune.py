@@ -121,7 +121,7 @@ def run_trial(
     method, sampled, seed, train = _trial_config(spec, config, smoke)
     settings = RunSettings(
         storage=root,
-        out=f"{spec.name}/runs/{trial_id}",
+        out=f"{spec.name}/{RUNS_DIR}/{trial_id}",
         device="auto" if spec.resources.gpus or spec.resources.workers > 1 else "cpu",
         workers=spec.resources.workers,
         gpus_per_worker=spec.resources.gpus if spec.resources.workers > 1 else 0.0,
@@ -351,7 +351,6 @@ def run_sweep(
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from orchestrator.cluster import connect
 
@@ -397,13 +396,7 @@ def run_sweep(
             run_config=run_config,
         )
     else:
-        objective = spec.objective
-        searcher = OptunaSearch(
-            space=DefineByRun(spec),
-            metric=list(objective.names) if objective.multi else objective.names[0],
-            mode=list(objective.modes) if objective.multi else objective.modes[0],
-            seed=0,
-        )
+        searcher = optuna_searcher(spec)
         scheduler = None
         if spec.asha is not None:
             scheduler = ASHAScheduler(
@@ -463,12 +456,29 @@ def pareto_front(spec: SweepSpec, grid: Any) -> tuple[str, ...]:
     return tuple(sorted(t for t, p in points.items() if not dominated(p)))
 
 
+def optuna_searcher(spec: SweepSpec) -> Any:
+    """Optuna over the spec's space (define-by-run), seeded by ``spec.sampler_seed``."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    objective = spec.objective
+    return OptunaSearch(
+        space=DefineByRun(spec),
+        metric=list(objective.names) if objective.multi else objective.names[0],
+        mode=list(objective.modes) if objective.multi else objective.modes[0],
+        seed=spec.sampler_seed,
+    )
+
+
 def _quiet_libraries() -> None:
     """Optuna logs every study it creates and Tune where it saved its state, at INFO;
-    the trial lines say what matters. -v (INFO on limelight's logger) keeps them."""
+    the trial lines say what matters. Only -v (DEBUG on limelight's logger) keeps them,
+    and Optuna's lines then go through the same plain handler as ours: its own handler
+    colours them with ANSI codes, which end up in ``ray job logs`` and CI files."""
     import optuna
 
-    if not logging.getLogger("limelight").isEnabledFor(logging.INFO):
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    if not logging.getLogger("limelight").isEnabledFor(logging.DEBUG):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
 
