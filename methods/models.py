@@ -176,6 +176,7 @@ _DEFAULT_MODEL = {
     "digits": "small_cnn",
     "digits_shortcut": "small_cnn",
     "mnist5k": "sgt_mnist_cnn",
+    "mnist5k_decoy": "sgt_mnist_cnn",
     "mnist": "sgt_mnist_cnn",
     "cifar10": "resnet18",
     "cifar100": "resnet18",

@@ -1,18 +1,22 @@
-"""Shortcut metrics on `digits_shortcut`: how often a model follows a planted patch, and
-how well a set of flagged pixels finds it.
+"""Shortcut metrics on a data set with a planted spurious feature (`digits_shortcut`'s
+patch, `mnist5k_decoy`'s swatch): how often a model follows it, and how well a set of
+flagged pixels finds it.
 
-The test split of `digits_shortcut` already holds the images these need: each
-class's test images carry the patch at every class position about equally often
-(`methods.data.digits._test_positions`), so ~90% of them carry a WRONG class's
-patch. A model that reads the digit predicts the label there; a model that reads the
-patch predicts the planted class.
+The test splits of those data sets already hold the images these need: the feature
+codes a class drawn independently of the label (`digits_shortcut`: each class's test
+images carry the patch at every class position about equally often; `mnist5k_decoy`:
+the swatch's shade is a uniformly drawn class's), so ~90% of them carry a WRONG
+class's feature. A model that reads the digit predicts the label there; a model that
+reads the feature predicts the planted class. Nothing here depends on how the class is
+coded (a position, a shade): `planted` is the data set's record of it
+(`methods.data.planted_class(split)`).
 
-- `follow_rate`: on the test images whose patch is at a wrong class's position
-  (planted != label), the share of predictions equal to the planted class. A model
-  blind to the patch follows it only when its error happens to land on that class
-  (about 1/9 of its error rate on those images); one that reads only the patch, ~1.
+- `follow_rate`: on the test images whose feature codes a wrong class (planted !=
+  label), the share of predictions equal to the planted class. A model blind to the
+  feature follows it only when its error happens to land on that class (about 1/9 of
+  its error rate on those images); one that reads only the feature, ~1.
 - `flag_precision_recall`: pixel-level precision and recall of flagged pixels (LGR's
-  masks) against the true patch masks, micro-averaged over images.
+  masks) against the true feature's masks, micro-averaged over images.
 
     from methods.data import load_dataset, planted_class
     test = load_dataset("digits_shortcut").test
@@ -38,7 +42,7 @@ __all__ = [
     "shortcut_scores",
 ]
 
-#: Images per forward pass: 8x8 inputs, so memory is never the limit.
+#: Images per forward pass: 8x8 or 28x28 inputs, so memory is never the limit.
 BATCH_SIZE = 512
 
 
@@ -90,7 +94,8 @@ def follow_share(predicted: torch.Tensor, labels: torch.Tensor, planted: torch.T
     if not bool(wrong.any()):
         raise ValueError(
             "no image carries a wrong class's patch (planted == labels everywhere): "
-            "the follow rate needs images with planted != label, e.g. digits_shortcut's test split"
+            "the follow rate needs images with planted != label, e.g. the test split of "
+            "digits_shortcut or mnist5k_decoy"
         )
     return (predicted[wrong] == planted[wrong]).double().mean().item()
 
@@ -104,13 +109,14 @@ def follow_rate(
     batch_size: int = BATCH_SIZE,
     device: torch.device | str = "cpu",
 ) -> float:
-    """Shortcut reliance: on images whose patch is at a wrong class's position
+    """Shortcut reliance: on images whose planted feature codes a wrong class
     (``planted != labels``), the share of predictions equal to the planted class.
 
     Args:
-        images: (N, C, H, W) float in [0, 1], each carrying one planted patch.
+        images: (N, C, H, W) float in [0, 1], each carrying one planted feature (a
+            digits_shortcut patch, an mnist5k_decoy swatch).
         labels: (N,) true classes.
-        planted: (N,) the class whose position holds each image's patch
+        planted: (N,) the class each image's feature codes for
             (``methods.data.planted_class(split)``).
 
     Returns:

@@ -58,7 +58,7 @@ class TrainConfig:
     model: str | None = option(
         None,
         help="model (default per data set: small_cnn for digits, sgt_mnist_cnn for mnist "
-        "and mnist5k, resnet18 for cifar)",
+        "and mnist5k(_decoy), resnet18 for cifar)",
         choices=lambda: tuple(MODELS),
     )
     epochs: int = option(30, help="epochs", low=1)

@@ -53,6 +53,9 @@ class ImageSplit(_TorchDataset):
         labels: (N,) class indices; converted to int64.
         masks: optional (N, 1, H, W) ground-truth mask of a spurious feature
             (e.g. the planted patch of `digits_shortcut`); converted to bool.
+        planted: optional (N,) class that each image's spurious feature codes for
+            (`digits_shortcut`'s patch position, `mnist5k_decoy`'s swatch shade);
+            converted to int64. `methods.data.planted_class` reads it.
 
     `split[i]` gives (image float32 (C,H,W) in [0,1], label int64 scalar), plus
     a float32 (1,H,W) mask when the split has masks, so a plain `DataLoader`
@@ -62,9 +65,10 @@ class ImageSplit(_TorchDataset):
     images: torch.Tensor
     labels: torch.Tensor
     masks: torch.Tensor | None = field(default=None)
+    planted: torch.Tensor | None = field(default=None)
 
     def __post_init__(self) -> None:
-        images, labels, masks = self.images, self.labels, self.masks
+        images, labels, masks, planted = self.images, self.labels, self.masks, self.planted
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             raise ValueError(f"images must be a (N, C, H, W) tensor, got {_describe(images)}")
         if images.dtype != torch.uint8:
@@ -86,10 +90,19 @@ class ImageSplit(_TorchDataset):
             if not isinstance(masks, torch.Tensor) or tuple(masks.shape) != expected:
                 raise ValueError(f"masks must be a {expected} tensor, got {_describe(masks)}")
             masks = masks.to(torch.bool)
+        if planted is not None:
+            if not isinstance(planted, torch.Tensor) or planted.shape != (len(images),):
+                raise ValueError(
+                    f"planted must be a ({len(images)},) tensor, got {_describe(planted)}"
+                )
+            if planted.is_floating_point() or planted.is_complex():
+                raise TypeError(f"planted must be integer class indices, got {planted.dtype}")
+            planted = planted.to(torch.int64)
         # frozen: the normalized tensors replace the given ones once, here
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "masks", masks)
+        object.__setattr__(self, "planted", planted)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -132,7 +145,8 @@ class ImageSplit(_TorchDataset):
                 raise ValueError(f"subset(n) needs n >= 0, got {index}")
             index = slice(0, index)
         masks = None if self.masks is None else self.masks[index]
-        return ImageSplit(self.images[index], self.labels[index], masks)
+        planted = None if self.planted is None else self.planted[index]
+        return ImageSplit(self.images[index], self.labels[index], masks, planted)
 
 
 def _describe(x: object) -> str:
@@ -268,4 +282,5 @@ def split_validation(dataset: Dataset, fraction: float) -> tuple[Dataset, ImageS
 
 def _take(split: ImageSplit, keep: torch.Tensor) -> ImageSplit:
     masks = None if split.masks is None else split.masks[keep]
-    return ImageSplit(split.images[keep], split.labels[keep], masks)
+    planted = None if split.planted is None else split.planted[keep]
+    return ImageSplit(split.images[keep], split.labels[keep], masks, planted)

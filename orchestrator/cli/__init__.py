@@ -38,7 +38,7 @@ VERBS: dict[str, str] = {
     "sweep": "search a spec's space with Ray Tune + Optuna; one leaderboard row per trial",
     "leaderboard": "query the Parquet leaderboard of a results root",
     "plot": "draw figures (PNG, TensorBoard) from the leaderboard or an LGR run",
-    "shortcut": "how much each method follows digits_shortcut's planted patch",
+    "shortcut": "how much each method follows a planted patch (digits_shortcut, mnist5k_decoy)",
     "report": "regenerate docs/results.md from the report's sweeps (runs what is missing)",
     "corrupt": "make CIFAR-10-C (15 corruptions x 5 severities) from a local CIFAR-10",
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from methods.data import ANNOTATED_DATASETS, Dataset, ImageSplit, load_dataset, split_validation
 from methods.models import build_model
@@ -70,14 +71,22 @@ def run(
     eval_config = eval_config or EvalConfig(seed=config.seed)
     prepared = preflight(config, settings)
     log.info("run directory %s", prepared.run_dir)
-    job = train_job
-    if prepared.config.method_class.needs_masks:
-        # A method that trains on per-image masks runs in rounds that make them (LGR:
-        # explain, flag, refine); each round is a train_job with the same settings.
+    method = prepared.config.method_class
+    if method.needs_masks and not method.annotation_masks:
+        # A method that makes its own masks runs in rounds (LGR: explain, flag,
+        # refine); each round is a train_job with the same settings.
         from orchestrator.run.lgr import run_lgr
 
-        job = run_lgr
-    return job(
+        return run_lgr(
+            prepared.config,
+            prepared.dataset,
+            prepared.run_dir,
+            settings,
+            eval_config=eval_config,
+            on_epoch=on_epoch,
+            validation=prepared.validation,
+        )
+    return train_job(
         prepared.config,
         prepared.dataset,
         prepared.run_dir,
@@ -85,14 +94,32 @@ def run(
         eval_config=eval_config,
         on_epoch=on_epoch,
         validation=prepared.validation,
+        **_annotated_inputs(prepared),
     )
+
+
+def _annotated_inputs(prepared: Prepared) -> dict[str, Any]:
+    """What a method trained on the data set's annotations (RRR) gets beside the data:
+    the training split's masks (they travel to Ray Train workers with the job) and the
+    weights of its ``start_checkpoint``, if any (a run directory's own checkpoint still
+    wins: the run resumes)."""
+    config = prepared.config
+    if not config.method_class.annotation_masks:
+        return {}
+    inputs: dict[str, Any] = {"masks": prepared.dataset.train.masks}
+    start = getattr(config.options, "start_checkpoint", None)
+    if start is not None:
+        inputs["init_weights"] = read_checkpoint(start)["model"]
+    return inputs
 
 
 def preflight(config: TrainConfig, settings: RunSettings) -> Prepared:
     """Every check of the input, in the order a user would fix them; no Ray work."""
     settings.check_fits(config)  # the device was checked when settings were made
     run_dir = settings.run_dir(config)
-    if config.method_class.needs_masks:
+    if config.method_class.annotation_masks:
+        _check_annotated(config)
+    elif config.method_class.needs_masks:
         _check_lgr(config)
     dataset = load_dataset(
         config.dataset, data_dir=settings.data_dir, download=settings.download, seed=config.seed
@@ -110,6 +137,15 @@ def preflight(config: TrainConfig, settings: RunSettings) -> Prepared:
         except CheckpointError as error:
             raise ConfigError("start_checkpoint", str(error)) from error
     return Prepared(resolved, dataset, run_dir, validation)
+
+
+def _check_annotated(config: TrainConfig) -> None:
+    if config.dataset not in ANNOTATED_DATASETS:
+        raise ConfigError(
+            "dataset",
+            f"--method {config.method} trains with the data set's annotation masks "
+            f"({', '.join(ANNOTATED_DATASETS)} have them); {config.dataset} has none",
+        )
 
 
 def _check_lgr(config: TrainConfig) -> None:

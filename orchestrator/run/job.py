@@ -41,8 +41,8 @@ def train_job(
     Train storage is ``run_dir/ray``) and the driver evaluates the final checkpoint.
 
     Args:
-        masks: (N, 1, H, W) bool flagged pixels of the training images (LGR); they
-            travel to the workers with the job.
+        masks: (N, 1, H, W) bool flagged pixels of the training images (LGR's flags,
+            RRR's annotations); they travel to the workers with the job.
         init_weights: a model state dict to start from (an LGR round refines the
             previous round's model) when ``run_dir`` holds no checkpoint to resume.
         validation: the held-out split (``config.val_fraction``; ``dataset.train`` is

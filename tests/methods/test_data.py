@@ -101,6 +101,7 @@ def test_unknown_name_lists_valid_names() -> None:
         "digits",
         "digits_shortcut",
         "mnist5k",
+        "mnist5k_decoy",
         "mnist",
         "cifar10",
         "cifar100",

@@ -336,6 +336,7 @@ NOT_IN_THE_LOSS: dict[str, dict[str, str]] = {
         "start_checkpoint": _ROUNDS,
         "pretrain_epochs": _ROUNDS,
     },
+    "rrr": {"start_checkpoint": "read by the run path: the weights training starts from"},
 }
 
 

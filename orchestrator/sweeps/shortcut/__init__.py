@@ -1,11 +1,13 @@
-"""The shortcut benchmark (``limelight shortcut``): how much each method relies on
-digits_shortcut's planted patch.
+"""The shortcut benchmark (``limelight shortcut``): how much each method relies on a
+planted feature that codes the label in training: digits_shortcut's patch (its
+position codes the class; the default) or mnist5k_decoy's swatch (Decoy MNIST: its
+shade does; ``--dataset``).
 
 Per seed it trains ERM, PGD-AT (``adversarial``), SGT, ASGT, LGR once per flagging
-strategy (``annotated`` is the oracle: the true patch masks) and a control (ERM on
-patches at random positions, ``train_share`` 0.1), every one through ``run()``
-inline, and scores each on the test split, where ~90% of the patches sit at a wrong
-class's position:
+strategy (``annotated`` is the oracle: the true patch masks), RRR (the input-gradient
+penalty on the data set's annotation masks) and a control (ERM with the feature coding
+a random class, ``train_share`` 0.1), every one through ``run()`` inline, and scores
+each on the test split, where ~90% of the features code a wrong class:
 
 - ``shortcut_follow_rate``: on those images, the share of predictions equal to the
   patch's class (``methods.shortcut.follow_rate``);
@@ -35,6 +37,7 @@ from orchestrator.sweeps.shortcut.plan import (
     CONTROL_SHARE,
     DATASET,
     MODELS,
+    SHORTCUT_DATASETS,
     UNION,
     PlannedModel,
     ShortcutPlan,
@@ -47,6 +50,7 @@ __all__ = [
     "CONTROL_SHARE",
     "DATASET",
     "MODELS",
+    "SHORTCUT_DATASETS",
     "UNION",
     "PlannedModel",
     "ShortcutPlan",

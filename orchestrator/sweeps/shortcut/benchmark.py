@@ -20,7 +20,6 @@ from orchestrator.layout import CHECKPOINT_NAME, round_dir
 from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
 from orchestrator.sweeps.shortcut.plan import (
     DATASET,
-    EVAL_EPS,
     PlannedModel,
     ShortcutPlan,
     erm_model,
@@ -86,29 +85,41 @@ def finished_trials(plan: ShortcutPlan, models: Sequence[PlannedModel]) -> set[s
 # ----------------------------------------------------------------------------- one model
 
 
-@contextlib.contextmanager
-def _train_share(share: float) -> Iterator[None]:
-    """While open, ``load_dataset("digits_shortcut", seed=s)`` (what ``run()`` loads)
-    plants label-coded patches in ``share`` of the training images.
+def _load(dataset: str, seed: int, share: float) -> Dataset:
+    """The benchmark's data set with label-coded features in ``share`` of the training
+    images (``plan.DATASETS``: each loader takes a ``train_share``)."""
+    if dataset == "mnist5k_decoy":
+        from methods.data.mnist5k_decoy import load_mnist5k_decoy
 
-    ``run()`` names its data set by registry name and seed only, and the registry's
-    digits_shortcut always uses SHORTCUT_TRAIN_SHARE; the control (and --train-share)
-    need another share. Safe here because every run is inline in this process (one
-    worker: no Ray Train worker reloads the data by name; LIME actors get the images).
-    """
-    from methods.data import registry
+        return load_mnist5k_decoy(seed=seed, train_share=share)
     from methods.data.digits import load_digits_shortcut
 
-    original = registry._LOADERS[DATASET]
+    return load_digits_shortcut(seed=seed, train_share=share)
+
+
+@contextlib.contextmanager
+def _train_share(share: float, dataset: str = DATASET) -> Iterator[None]:
+    """While open, ``load_dataset(dataset, seed=s)`` (what ``run()`` loads) plants
+    label-coded features in ``share`` of the training images.
+
+    ``run()`` names its data set by registry name and seed only, and the registry's
+    loaders always use the data set's own share (digits_shortcut 0.97, mnist5k_decoy
+    1); the control (and --train-share) need another. Safe here because every run is
+    inline in this process (one worker: no Ray Train worker reloads the data by name;
+    LIME actors get the images).
+    """
+    from methods.data import registry
+
+    original = registry._LOADERS[dataset]
 
     def loader(data_dir: Any, download: bool, seed: int):
-        return load_digits_shortcut(seed=seed, train_share=share)
+        return _load(dataset, seed, share)
 
-    registry._LOADERS[DATASET] = loader
+    registry._LOADERS[dataset] = loader
     try:
         yield
     finally:
-        registry._LOADERS[DATASET] = original
+        registry._LOADERS[dataset] = original
 
 
 def _train(plan: ShortcutPlan, model: PlannedModel) -> RunResult:
@@ -122,7 +133,7 @@ def _train(plan: ShortcutPlan, model: PlannedModel) -> RunResult:
         actors=plan.settings.actors,
         address=plan.settings.address,
     )
-    with _train_share(model.train_share):
+    with _train_share(model.train_share, plan.dataset):
         return run(model.config, settings, eval_config=plan.eval_config(model.seed))
 
 
@@ -162,11 +173,10 @@ def _flag_scores(
 
 def _score(plan: ShortcutPlan, model: PlannedModel, result: RunResult) -> dict[str, Any]:
     from methods.data import planted_class
-    from methods.data.digits import load_digits_shortcut
     from methods.shortcut import shortcut_scores
     from orchestrator.checkpoints import read_checkpoint, restore_model
 
-    dataset = load_digits_shortcut(seed=model.seed, train_share=model.train_share)
+    dataset = _load(plan.dataset, model.seed, model.train_share)
     images, labels = dataset.test.tensors()
     trained = restore_model(read_checkpoint(result.checkpoint))
     scores = shortcut_scores(trained, images, labels, planted_class(dataset.test))
@@ -198,9 +208,9 @@ def _row(
         trial_id=model.trial_id,
         config_id=config_id(model.label, model.marker()),
         method=model.config.method,
-        dataset=DATASET,
+        dataset=plan.dataset,
         config={**config, **model.marker()},
-        eval_eps=EVAL_EPS,
+        eval_eps=plan.eval_eps,
         status=status,
         wall_s=wall_s,
         evaluation=None if result is None else result.evaluation,

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from methods.data.digits import DIGITS_EPS, SHORTCUT_TRAIN_SHARE
+from methods.data.mnist5k import MNIST_EPS
+from methods.data.mnist5k_decoy import DECOY_TRAIN_SHARE
 from methods.lime import samples_option
 from methods.options import option, validate
 from methods.training._options import EPS_SCALE
@@ -24,6 +26,7 @@ __all__ = [
     "CONTROL_SHARE",
     "DATASET",
     "MODELS",
+    "SHORTCUT_DATASETS",
     "UNION",
     "PlannedModel",
     "ShortcutPlan",
@@ -31,16 +34,23 @@ __all__ = [
     "plan_models",
 ]
 
+#: The default data set.
 DATASET = "digits_shortcut"
+#: The data sets with a planted feature that codes a class (a patch's position, a
+#: swatch's shade), each with its default share of label-coded training images.
+SHORTCUT_DATASETS: dict[str, float] = {
+    "digits_shortcut": SHORTCUT_TRAIN_SHARE,
+    "mnist5k_decoy": DECOY_TRAIN_SHARE,
+}
 #: What --methods picks from: the training methods, and the random-position control.
-MODELS = ("erm", "adversarial", "sgt", "asgt", "lgr", "control")
-#: Train share of the control: patches at a uniformly drawn position of the ten.
+MODELS = ("erm", "adversarial", "sgt", "asgt", "lgr", "rrr", "control")
+#: Train share of the control: the planted feature codes a uniformly drawn class.
 CONTROL_SHARE = 0.1
 #: A union of strategies on the command line: low_relevance+gradient.
 UNION = "+"
 #: The robust accuracy each row carries (PGD-10 at the data set's training eps): the
 #: benchmark is about the shortcut, so the evaluation is the cheapest meaningful one.
-EVAL_EPS = DIGITS_EPS
+EVAL_EPS: dict[str, float] = {"digits_shortcut": DIGITS_EPS, "mnist5k_decoy": MNIST_EPS}
 EVAL_PGD_STEPS = 10
 
 # Defaults, measured on the 2-core machine (docs/shortcut.md): the default command
@@ -67,7 +77,17 @@ class ShortcutRequest:
     (``strategies``: each a union of members joined by ``+``, members without repeats)
     and raises ``ConfigError`` naming the field and what is allowed."""
 
-    name: str = option(DEFAULT_NAME, help="leaderboard sweep name")
+    dataset: str = option(
+        DATASET,
+        help="data set with a planted feature: digits_shortcut (a patch whose position "
+        "codes the class) or mnist5k_decoy (Decoy MNIST: a corner swatch whose shade does)",
+        choices=tuple(SHORTCUT_DATASETS),
+    )
+    name: str | None = option(
+        None,
+        help=f"leaderboard sweep name (default: {DEFAULT_NAME}; {DEFAULT_NAME}-DATASET for "
+        "another --dataset)",
+    )
     seeds: tuple[int, ...] = option(
         DEFAULT_SEEDS, help="seeds, one model of each kind per seed", metavar="S[,S...]"
     )
@@ -85,7 +105,7 @@ class ShortcutRequest:
     )
     epochs: int = option(
         DEFAULT_EPOCHS,
-        help="epochs of ERM, PGD-AT, SGT, ASGT and the control; LGR refines the ERM model",
+        help="epochs of ERM, PGD-AT, SGT, ASGT, RRR and the control; LGR refines the ERM model",
         low=1,
     )
     rounds: int = option(DEFAULT_ROUNDS, help="LGR rounds", low=1)
@@ -101,7 +121,7 @@ class ShortcutRequest:
     lgr_attack_eps: float | None = option(
         None,
         help="eps of LGR's adversarial term; 0 leaves it out (default: LGR's, the data "
-        f"set's {DIGITS_EPS:g})",
+        f"set's: {DIGITS_EPS:g} digits_shortcut, {MNIST_EPS:g} mnist5k_decoy)",
         low=0.0,
         high=1.0,
         note=EPS_SCALE,
@@ -113,24 +133,40 @@ class ShortcutRequest:
         low=0.0,
         metavar="W",
     )
-    train_share: float = option(
-        SHORTCUT_TRAIN_SHARE,
-        help="share of training images with the label's own patch position (default: "
-        f"{SHORTCUT_TRAIN_SHARE:g}; the control always uses {CONTROL_SHARE:g})",
+    rrr_reg_weight: float | None = option(
+        None,
+        help="weight of RRR's input-gradient penalty on the annotated pixels (default: RRR's)",
+        low=0.0,
+        metavar="W",
+    )
+    train_share: float | None = option(
+        None,
+        help="share of training images whose planted feature codes the label (default: the "
+        f"data set's: {SHORTCUT_TRAIN_SHARE:g} digits_shortcut, {DECOY_TRAIN_SHARE:g} "
+        f"mnist5k_decoy; the control always uses {CONTROL_SHARE:g})",
         low=CONTROL_SHARE,
         open_low=True,
         high=1.0,
-        note=f"the control's share is {CONTROL_SHARE:g}: patches at random positions",
+        note=f"the control's share is {CONTROL_SHARE:g}: the feature codes a random class",
     )
     limit: int | None = option(
         None,
         help="the PGD evaluation on the first N test images (the follow rate and accuracy "
-        "always use all 360)",
+        "always use the whole test split)",
         low=1,
         metavar="N",
     )
 
     def __post_init__(self) -> None:
+        if self.dataset not in SHORTCUT_DATASETS:  # checked first: the defaults below depend on it
+            raise ConfigError(
+                "dataset", f"unknown value {self.dataset!r}; valid: {', '.join(SHORTCUT_DATASETS)}"
+            )
+        if self.name is None:
+            default = DEFAULT_NAME if self.dataset == DATASET else f"{DEFAULT_NAME}-{self.dataset}"
+            object.__setattr__(self, "name", default)
+        if self.train_share is None:
+            object.__setattr__(self, "train_share", SHORTCUT_DATASETS[self.dataset])
         check_folder_name("name", self.name)
         object.__setattr__(self, "seeds", _parse_seeds(self.seeds))
         object.__setattr__(self, "methods", tuple(dict.fromkeys(_split(self.methods))))
@@ -232,9 +268,17 @@ class ShortcutPlan:
     def run_dir(self, trial_id: str) -> Path:
         return trial_run_dir(self.root, self.name, trial_id)
 
+    @property
+    def dataset(self) -> str:
+        return self.request.dataset
+
+    @property
+    def eval_eps(self) -> float:
+        return EVAL_EPS[self.dataset]
+
     def eval_config(self, seed: int) -> EvalConfig:
         return EvalConfig(
-            eps=(EVAL_EPS,),
+            eps=(self.eval_eps,),
             attacks=("pgd",),
             pgd_steps=EVAL_PGD_STEPS,
             eval_mode="pgd",
@@ -251,7 +295,7 @@ class ShortcutPlan:
 class PlannedModel:
     """One model of the benchmark: one run, one leaderboard row."""
 
-    label: str  # erm, adversarial, sgt, asgt, control, lgr:<strategy>
+    label: str  # erm, adversarial, sgt, asgt, rrr, control, lgr:<strategy>
     seed: int
     config: TrainConfig
     train_share: float
@@ -283,7 +327,7 @@ def erm_model(plan: ShortcutPlan, seed: int) -> PlannedModel:
     request = plan.request
     config = TrainConfig.create(
         method="erm",
-        dataset=DATASET,
+        dataset=request.dataset,
         seed=seed,
         epochs=request.epochs,
         monitor_every=request.epochs,
@@ -296,13 +340,18 @@ def plan_models(plan: ShortcutPlan) -> list[PlannedModel]:
     request = plan.request
     models = []
     for seed in request.seeds:
-        shared = {"dataset": DATASET, "seed": seed}
+        shared = {"dataset": request.dataset, "seed": seed}
         base = {**shared, "epochs": request.epochs, "monitor_every": request.epochs}
-        for method in ("erm", "control", "adversarial", "sgt", "asgt"):
+        for method in ("erm", "control", "adversarial", "sgt", "asgt", "rrr"):
             if method not in request.methods:
                 continue
             share = CONTROL_SHARE if method == "control" else request.train_share
-            config = TrainConfig.create(method="erm" if method == "control" else method, **base)
+            options = {}
+            if method == "rrr" and request.rrr_reg_weight is not None:
+                options["reg_weight"] = request.rrr_reg_weight
+            config = TrainConfig.create(
+                method="erm" if method == "control" else method, **base, **options
+            )
             models.append(PlannedModel(method, seed, config, share))
         if "lgr" not in request.methods:
             continue

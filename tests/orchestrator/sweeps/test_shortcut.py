@@ -12,7 +12,7 @@ import pytest
 from methods.data import load_dataset, planted_class
 from orchestrator.cli import main
 from orchestrator.leaderboard import read_leaderboard
-from orchestrator.sweeps.shortcut import CONTROL_SHARE
+from orchestrator.sweeps.shortcut import CONTROL_SHARE, ShortcutPlan, plan_models
 from orchestrator.sweeps.shortcut.benchmark import _train_share
 
 TINY = [
@@ -104,6 +104,8 @@ def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, cap
         (["--lgr-attack-eps", "2"], ["--lgr-attack-eps", "[0, 1]"]),
         (["--lgr-reg-weight", "-1"], ["--lgr-reg-weight", ">= 0"]),
         (["--epochs", "two"], ["--epochs", "invalid int"]),
+        (["--dataset", "mnist5k"], ["--dataset", "'digits_shortcut', 'mnist5k_decoy'"]),
+        (["--rrr-reg-weight", "-1"], ["--rrr-reg-weight", ">= 0"]),
     ],
 )
 def test_bad_input_exits_2_before_any_work(extra, parts, tmp_path, capsys, monkeypatch):
@@ -116,3 +118,54 @@ def test_bad_input_exits_2_before_any_work(extra, parts, tmp_path, capsys, monke
     assert code == 2 and len(err.splitlines()) == 1, err
     assert all(part in err for part in parts), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rrr_gets_a_row_scored_like_the_others(tmp_path, capsys):
+    argv = ["shortcut", "--seeds", "0", "--epochs", "1", "--methods", "rrr", "--limit", "20"]
+    assert main([*argv, "--device", "cpu", "--name", "rrr", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "rrr seed 0: follows" in out and "on digits_shortcut" in out
+    row = read_leaderboard(str(tmp_path), "rrr").to_dict("records")[0]
+    assert row["trial_id"] == "rrr-seed0" and row["method"] == "rrr" and row["status"] == "ok"
+    assert 0.0 <= row["shortcut_follow_rate"] <= 1.0 and 0.0 <= row["shortcut_acc"] <= 1.0
+    config = json.loads(row["config"])
+    assert config["reg_weight"] == 1.0 and config["train_share"] == 0.97
+
+
+def test_the_decoy_benchmark_plans_its_own_name_share_and_eps(tmp_path):
+    plan = ShortcutPlan.create(
+        dataset="mnist5k_decoy", storage=str(tmp_path), methods="erm,control,rrr",
+        rrr_reg_weight=0.5,
+    )  # fmt: skip
+    assert plan.name == "shortcut-mnist5k_decoy" and plan.request.train_share == 1.0
+    assert plan.eval_eps == 0.3 and plan.eval_config(0).eps == (0.3,)
+    models = {m.label: m for m in plan_models(plan) if m.seed == 0}
+    assert set(models) == {"erm", "control", "rrr"}
+    assert all(m.config.dataset == "mnist5k_decoy" for m in models.values())
+    assert models["control"].train_share == CONTROL_SHARE and models["rrr"].train_share == 1.0
+    assert models["rrr"].config.options.reg_weight == 0.5
+    default = ShortcutPlan.create(storage=str(tmp_path))
+    assert (default.name, default.dataset, default.request.train_share) == (
+        "shortcut", "digits_shortcut", 0.97,
+    )  # fmt: skip
+    assert "rrr" in default.request.methods
+
+
+def test_the_decoy_control_draws_random_shades_and_the_registry_is_restored():
+    def coded() -> float:
+        train = load_dataset("mnist5k_decoy").train
+        return (planted_class(train) == train.labels).float().mean().item()
+
+    with _train_share(CONTROL_SHARE, "mnist5k_decoy"):
+        assert abs(coded() - CONTROL_SHARE) < 0.01
+    assert coded() == 1.0
+
+
+def test_the_decoy_benchmark_scores_rrr_on_the_swatch(tmp_path, capsys):
+    argv = ["shortcut", "--dataset", "mnist5k_decoy", "--seeds", "0", "--epochs", "1"]
+    argv += ["--methods", "rrr", "--limit", "20", "--device", "cpu", "--storage", str(tmp_path)]
+    assert main(argv) == 0
+    assert "on mnist5k_decoy (train share 1" in capsys.readouterr().out
+    row = read_leaderboard(str(tmp_path), "shortcut-mnist5k_decoy").to_dict("records")[0]
+    assert row["dataset"] == "mnist5k_decoy" and row["status"] == "ok"
+    assert 0.0 <= row["shortcut_follow_rate"] <= 1.0 and row["shortcut_acc"] > 0.3
