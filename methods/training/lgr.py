@@ -27,7 +27,7 @@ from methods.training.base import StepOutput, TrainingMethod
 SPURIOUS = (*SPURIOUS_STRATEGIES, "unstable", "gradient", "annotated")
 FILLS = ("noise", "mean", "zero")
 PENALTY_TARGETS = ("log_prob", "logit_predicted")
-PENALTY_REDUCTIONS = ("sum", "mean")
+PENALTY_REDUCTIONS = ("flagged", "sum", "mean")
 REFINE_ATTACKS = ("pgd", "fgsm")
 
 
@@ -52,18 +52,22 @@ class LGROptions(Options):
         choices=PENALTY_TARGETS,
     )
     penalty_reduction: str = option(
-        "sum",
-        help="sum (squared gradient summed per image, averaged over the batch) or mean "
-        "(averaged over every element, as Adversarial_XAI)",
+        "flagged",
+        help="flagged (the squared gradient averaged over the batch's flagged pixels: one "
+        "scale whatever the image size or share flagged), sum (summed per image, averaged "
+        "over the batch: the papers' squared norm; it can collapse a refinement, "
+        "docs/methods.md) or mean (averaged over every element, as Adversarial_XAI)",
         choices=PENALTY_REDUCTIONS,
     )
     feature_masking: bool = option(
         True, help="replace flagged pixels (see --fill) before the forward pass"
     )
     fill: str = option(
-        "noise",
-        help="what replaces flagged pixels: noise (uniform in the image's range), mean "
-        "(the image's per-channel mean) or zero",
+        "zero",
+        help="what replaces flagged pixels: zero (the background of digits and MNIST), "
+        "noise (uniform in the image's range: the papers'; where the flags follow the label "
+        "the noise's position codes it, docs/shortcut.md) or mean (the image's per-channel "
+        "mean)",
         choices=FILLS,
     )
     mask_ratio: float = _options.mask_ratio(
@@ -148,7 +152,12 @@ def masked_gradient_penalty(
 
     ``target``: ``log_prob`` differentiates log p_y(x) of the true label,
     ``logit_predicted`` the logit of the predicted class. ``reduction``: ``sum`` sums
-    per image and averages over the batch, ``mean`` averages over every element.
+    per image and averages over the batch, ``flagged`` averages over the masked
+    elements of the batch (every channel of a masked pixel; 0 when none is masked),
+    ``mean`` averages over every element. (LGR's option defaults to ``flagged``: the
+    ``sum`` grows with the number of flagged pixels, and on a trained model its
+    parameter gradient was 10-60 times the cross-entropy's, which collapsed refinements;
+    docs/methods.md.)
     The graph is kept (``create_graph``), so the penalty trains the parameters
     (double back-propagation, Ross & Doshi-Velez 2018's "right for the right reasons").
     """
@@ -160,7 +169,13 @@ def masked_gradient_penalty(
         chosen = logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
     (grad,) = torch.autograd.grad(chosen, x, create_graph=True)
     squared = (grad * masks).pow(2)
-    penalty = squared.sum(dim=(1, 2, 3)).mean() if reduction == "sum" else squared.mean()
+    if reduction == "sum":
+        penalty = squared.sum(dim=(1, 2, 3)).mean()
+    elif reduction == "flagged":
+        flagged = masks.to(grad.dtype).expand_as(grad).sum()
+        penalty = squared.sum() / flagged.clamp_min(1.0)
+    else:
+        penalty = squared.mean()
     return logits, penalty
 
 
@@ -173,11 +188,13 @@ def fill_masked(images: torch.Tensor, masks: torch.Tensor, fill: str) -> torch.T
 
 
 class LGR(TrainingMethod):
-    """Loss = CE(f(x'), y) + reg_weight * ||(d log p_y(x') / dx') * m||^2 + CE(f(x_adv'), y).
+    """Loss = CE(f(x'), y) + reg_weight * P + CE(f(x_adv'), y), P = the squared input
+    gradient (d log p_y(x') / dx')^2 on the flagged pixels, averaged over them.
 
     x' is x with its flagged pixels (mask m, (N, 1, H, W)) replaced (feature masking;
-    ``fill``: uniform noise in the image's range by default); x_adv' is PGD (or FGSM)
-    on x' at ``attack_eps`` (adversarial training; left out when ``attack_eps`` is 0).
+    ``fill``: zero by default); x_adv' is PGD (or FGSM) on x' at ``attack_eps``
+    (adversarial training; left out when ``attack_eps`` is 0). ``penalty_reduction``
+    ``sum`` makes P the papers' squared norm per image instead.
 
     Options (``LGROptions``; the loss reads the first eight, the rounds of
     ``orchestrator.run.lgr`` the rest):
@@ -186,7 +203,8 @@ class LGR(TrainingMethod):
         refine_attack: ``"pgd"`` or ``"fgsm"`` (one step of eps, no random start).
         reg_weight: weight of the input-gradient penalty on flagged pixels, >= 0.
         penalty_target, penalty_reduction, fill: the choices of ``LGROptions``
-            (defaults: the papers'; alternatives: Adversarial_XAI's).
+            (target: the papers'; reduction and fill: chosen by measurement,
+            docs/methods.md; the papers' and Adversarial_XAI's are the alternatives).
         feature_masking: replace flagged pixels before the forward pass.
     """
 

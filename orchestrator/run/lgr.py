@@ -48,7 +48,10 @@ __all__ = ["flag_masks", "run_lgr"]
 
 log = logging.getLogger(__name__)
 
-#: Refinement rounds run at this fraction of --lr (see _round_config).
+#: Refinement rounds run at this fraction of --lr (see _round_config). It does not by
+#: itself keep a round from collapsing: the penalty's scale does (LGROptions'
+#: penalty_reduction, docs/methods.md "LGR: the penalty's scale"); at the full rate even
+#: the flagged-pixel penalty collapsed a fine-tune (digits_shortcut annotated, seed 2).
 REFINE_LR_SCALE = 0.2
 #: The light evaluation after each round (the full one runs after the last). Without
 #: the masked-accuracy curves: with them every round explained its 512 test images with
@@ -322,6 +325,8 @@ def _round_config(config: TrainConfig) -> TrainConfig:
     # A round fine-tunes a trained model: at the full learning rate the first steps on
     # feature-masked inputs wreck it (digits_shortcut, lr 0.05: test accuracy 46% ->
     # 15% after one epoch; at 0.01 it rises to 60-71% as the shortcut is unlearned).
+    # A lower rate still (x0.05) kept the old sum penalty from collapsing but left it
+    # barely trained; a warm-up only softened the collapse (docs/methods.md).
     return dataclasses.replace(config, lr=config.lr * REFINE_LR_SCALE)
 
 
