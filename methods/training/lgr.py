@@ -19,6 +19,7 @@ from methods.lime import SPURIOUS_STRATEGIES, samples_option
 from methods.options import ConfigError, Options, option
 from methods.saliency import mask_with_noise
 from methods.training import _options
+from methods.training._gradient_penalty import input_gradient_penalty
 from methods.training.base import StepOutput, TrainingMethod
 
 #: How the rounds flag superpixels: from LIME weights (one explanation, or the spread
@@ -161,22 +162,13 @@ def masked_gradient_penalty(
     The graph is kept (``create_graph``), so the penalty trains the parameters
     (double back-propagation, Ross & Doshi-Velez 2018's "right for the right reasons").
     """
-    x = images.detach().requires_grad_(True)
-    logits = model(x)
-    if target == "log_prob":
-        chosen = F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
-    else:
-        chosen = logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
-    (grad,) = torch.autograd.grad(chosen, x, create_graph=True)
-    squared = (grad * masks).pow(2)
-    if reduction == "sum":
-        penalty = squared.sum(dim=(1, 2, 3)).mean()
-    elif reduction == "flagged":
-        flagged = masks.to(grad.dtype).expand_as(grad).sum()
-        penalty = squared.sum() / flagged.clamp_min(1.0)
-    else:
-        penalty = squared.mean()
-    return logits, penalty
+
+    def chosen(logits: torch.Tensor) -> torch.Tensor:
+        if target == "log_prob":
+            return F.log_softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
+        return logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
+
+    return input_gradient_penalty(model, images, masks, chosen, reduction)
 
 
 def fill_masked(images: torch.Tensor, masks: torch.Tensor, fill: str) -> torch.Tensor:

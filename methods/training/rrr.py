@@ -25,6 +25,7 @@ from torch import nn
 
 from methods.options import Options, option
 from methods.training import _options
+from methods.training._gradient_penalty import input_gradient_penalty
 from methods.training.base import StepOutput, TrainingMethod
 
 __all__ = ["RRR", "RRROptions", "annotation_gradient_penalty"]
@@ -53,12 +54,11 @@ def annotation_gradient_penalty(
     is kept (``create_graph``), so the penalty trains the parameters (double
     back-propagation).
     """
-    x = images.detach().requires_grad_(True)
-    logits = model(x)
-    summed = F.log_softmax(logits, dim=1).sum()
-    (grad,) = torch.autograd.grad(summed, x, create_graph=True)
-    penalty = (grad * masks.to(grad.dtype)).pow(2).sum(dim=(1, 2, 3)).mean()
-    return logits, penalty
+
+    def summed_log_probs(logits: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(logits, dim=1).sum()
+
+    return input_gradient_penalty(model, images, masks, summed_log_probs, "sum")
 
 
 class RRR(TrainingMethod):
