@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from methods.options import ConfigError
-from orchestrator.leaderboard.schema import ACCURACY_COLUMNS
+from orchestrator.leaderboard.schema import ACCURACY_COLUMNS, SHARE_COLUMNS
 
 __all__ = ["FORMATS", "TABLE_HIDDEN", "TABLE_PROVENANCE", "format_frame"]
 
@@ -81,7 +81,7 @@ def _is_missing(value: Any) -> bool:
 
 def _is_percent(column: str) -> bool:
     base = re.sub(r"_(mean|std)$", "", column)
-    return base in ACCURACY_COLUMNS
+    return base in ACCURACY_COLUMNS + SHARE_COLUMNS
 
 
 def _cell(value: Any, column: str) -> str:

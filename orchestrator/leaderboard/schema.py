@@ -25,6 +25,7 @@ __all__ = [
     "FAITHFULNESS_POINT",
     "METRIC_COLUMNS",
     "SCHEMA",
+    "SHARE_COLUMNS",
     "STATUSES",
     "LeaderboardRow",
     "encode_config",
@@ -46,6 +47,9 @@ ACCURACY_COLUMNS = (
     "flag_precision",
     "flag_recall",
 )
+#: Shares shown as percentages but not bounded to [0, 1] (a strategy can do better than
+#: the oracle, or worse than ERM).
+SHARE_COLUMNS = ("oracle_follow_share", "oracle_acc_share")
 #: Columns ``query(group_by=...)`` averages (mean and standard deviation per group).
 METRIC_COLUMNS = (
     "clean_acc",
@@ -61,6 +65,8 @@ METRIC_COLUMNS = (
     "shortcut_acc",
     "flag_precision",
     "flag_recall",
+    "oracle_follow_share",
+    "oracle_acc_share",
     "wall_s",
 )
 
@@ -108,6 +114,11 @@ SCHEMA = pa.schema(
         ("shortcut_acc", pa.float64()),
         ("flag_precision", pa.float64()),  # LGR's flagged pixels vs the true patch mask
         ("flag_recall", pa.float64()),
+        # The share of the oracle's (lgr:annotated's) gain over ERM this row recovers,
+        # same seed: (ERM - this) / (ERM - oracle) for the follow rate, and the same
+        # for accuracy with the signs turned. Not a fraction: it can pass 1 or be < 0.
+        ("oracle_follow_share", pa.float64()),
+        ("oracle_acc_share", pa.float64()),
         ("n_eval", pa.int64()),
         ("wall_s", pa.float64()),
         ("git_sha", pa.string()),
@@ -167,6 +178,8 @@ class LeaderboardRow:
     shortcut_acc: float | None = None
     flag_precision: float | None = None
     flag_recall: float | None = None
+    oracle_follow_share: float | None = None
+    oracle_acc_share: float | None = None
     n_eval: int | None = None
     wall_s: float
     git_sha: str | None = None

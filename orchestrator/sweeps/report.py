@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 #: The report's sweeps, in the order of its sections.
 REPORT_SPECS = ("search_spaces/report-digits.yaml", "search_spaces/report-mnist5k.yaml")
 SHORTCUT_SWEEP = "report-shortcut"
-LABELS = {"erm": "ERM", "adversarial": "PGD-AT", "sgt": "SGT", "asgt": "ASGT", "lgr": "LGR"}
+LABELS = {
+    "erm": "ERM", "adversarial": "PGD-AT", "sgt": "SGT", "asgt": "ASGT", "lgr": "LGR",
+    "rrr": "RRR",
+}  # fmt: skip
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD-20", "autoattack": "ensemble", "worst": "worst"}
 
 
@@ -132,8 +135,8 @@ def _label(row: pd.Series) -> str:
     if config.get("control"):  # the shortcut benchmark's random-position ERM
         return "control"
     label = LABELS.get(row["method"], row["method"])
-    if row["method"] == "lgr":  # a resolved config holds spurious as a list
-        label += f" ({','.join(config.get('spurious') or ())})"
+    if row["method"] == "lgr":  # the benchmark's strategy, else the resolved spurious list
+        label += f" ({config.get('strategy') or ','.join(config.get('spurious') or ())})"
     return label
 
 
@@ -405,9 +408,25 @@ def _trial_time(frame: pd.DataFrame) -> str:
 
 
 def shortcut_table(rows: pd.DataFrame) -> str:
-    header = ["model", "seeds", "accuracy", "follows the patch", "flag precision", "flag recall"]
+    """One row per model over the seeds; the oracle shares are of LGR (annotated)'s mean
+    gain over ERM (``orchestrator.sweeps.shortcut.summary``: a ratio of the means)."""
+    from orchestrator.sweeps.shortcut.summary import oracle_share
+
+    header = [
+        "model", "seeds", "accuracy", "follows the patch", "share of the oracle's gain: "
+        "follow rate", "accuracy", "flag precision", "flag recall",
+    ]  # fmt: skip
+    groups = _groups(rows)
+    means = {label: _means(group) for label, group in groups.items()}
+    erm, oracle = means.get("ERM"), means.get("LGR (annotated)")
     lines = [_row(header), _row(["---"] * len(header))]
-    for label, group in _groups(rows).items():
+    for label, group in groups.items():
+        shares = ["-", "-"]
+        if erm and oracle and label not in ("ERM", "control", "LGR (annotated)"):
+            shares = [
+                _share(oracle_share(erm[column], oracle[column], means[label][column]))
+                for column in ("shortcut_follow_rate", "shortcut_acc")
+            ]
         lines.append(
             _row(
                 [
@@ -415,12 +434,24 @@ def shortcut_table(rows: pd.DataFrame) -> str:
                     str(len(group)),
                     _mean_sd(list(group["shortcut_acc"])),
                     _mean_sd(list(group["shortcut_follow_rate"])),
+                    *shares,
                     _mean_sd(list(group["flag_precision"])),
                     _mean_sd(list(group["flag_recall"])),
                 ]
             )
         )
     return "\n".join(lines)
+
+
+def _means(group: pd.DataFrame) -> dict[str, float]:
+    return {
+        column: float(pd.to_numeric(group[column], errors="coerce").mean())
+        for column in ("shortcut_follow_rate", "shortcut_acc")
+    }
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def _relative(path: Path, out: Path) -> str:

@@ -23,9 +23,11 @@ from orchestrator.sweeps.shortcut.plan import (
     PlannedModel,
     ShortcutPlan,
     erm_model,
+    erm_trial,
+    oracle_trial,
     plan_models,
 )
-from orchestrator.sweeps.shortcut.summary import percent, summarize
+from orchestrator.sweeps.shortcut.summary import oracle_share, percent, summarize
 
 if TYPE_CHECKING:
     from methods.data import Dataset
@@ -186,7 +188,28 @@ def _score(plan: ShortcutPlan, model: PlannedModel, result: RunResult) -> dict[s
     }
     if model.config.method == "lgr":
         values["flag_precision"], values["flag_recall"] = _flag_scores(plan, result, dataset)
+    values.update(_oracle_shares(plan, model, values))
     return values
+
+
+def _oracle_shares(
+    plan: ShortcutPlan, model: PlannedModel, values: Mapping[str, Any]
+) -> dict[str, float | None]:
+    """The row's share of its seed's oracle gain over ERM (``summary.oracle_share``),
+    from the ERM and oracle rows already written (``plan_models`` trains them first);
+    nothing for ERM, the control, the oracle itself, or without both rows."""
+    if model.label in ("erm", "control") or model.trial_id == oracle_trial(model.seed):
+        return {}
+    rows = read_leaderboard(plan.root, plan.name)
+    rows = rows[rows["status"] == "ok"].set_index("trial_id")
+    erm, oracle = erm_trial(model.seed), oracle_trial(model.seed)
+    if erm not in rows.index or oracle not in rows.index:
+        return {}
+    shares = {}
+    for metric, column in (("follow", "shortcut_follow_rate"), ("acc", "shortcut_acc")):
+        reference = (rows.at[erm, column], rows.at[oracle, column])
+        shares[f"oracle_{metric}_share"] = oracle_share(*reference, values[column])
+    return shares
 
 
 def _row(
@@ -230,6 +253,8 @@ def _describe(values: Mapping[str, Any]) -> str:
         text += f", flags P {percent(values.get('flag_precision'))} R " + percent(
             values.get("flag_recall")
         )
+    if values.get("oracle_follow_share") is not None:
+        text += f", {percent(values['oracle_follow_share'])} of the oracle's follow-rate gain"
     return text
 
 

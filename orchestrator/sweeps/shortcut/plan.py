@@ -25,12 +25,15 @@ from orchestrator.storage import check_folder_name, local_root
 __all__ = [
     "CONTROL_SHARE",
     "DATASET",
+    "GLOBAL",
     "MODELS",
+    "ORACLE",
     "SHORTCUT_DATASETS",
     "UNION",
     "PlannedModel",
     "ShortcutPlan",
     "ShortcutRequest",
+    "oracle_trial",
     "plan_models",
 ]
 
@@ -48,6 +51,10 @@ MODELS = ("erm", "adversarial", "sgt", "asgt", "lgr", "rrr", "control")
 CONTROL_SHARE = 0.1
 #: A union of strategies on the command line: low_relevance+gradient.
 UNION = "+"
+#: A strategy with one global mask (LGR's global_mask_share): low_relevance@0.05.
+GLOBAL = "@"
+#: The strategy every other is measured against: the data set's true masks.
+ORACLE = "annotated"
 #: The robust accuracy each row carries (PGD-10 at the data set's training eps): the
 #: benchmark is about the shortcut, so the evaluation is the cheapest meaningful one.
 EVAL_EPS: dict[str, float] = {"digits_shortcut": DIGITS_EPS, "mnist5k_decoy": MNIST_EPS}
@@ -62,7 +69,7 @@ DEFAULT_EPOCHS = 10  # ERM: ~97% train accuracy, follows ~30% of wrong-class pat
 # of it (the mask store is keyed by checkpoint); a second round explains each refined
 # model again (one LIME pass per strategy, three for unstable): about 2x the LGR time.
 DEFAULT_ROUNDS = 1
-DEFAULT_REFINE_EPOCHS = 3  # per round; PGD-10 and double backprop: the costly part
+DEFAULT_REFINE_EPOCHS = 10  # per round: 3 cannot unlearn the shortcut (docs/shortcut.md)
 DEFAULT_LIME_SAMPLES = 100  # 16 grid cells (2x2 pixels) on 8x8: 100 samples fit 16 weights
 DEFAULT_NAME = "shortcut"
 
@@ -100,7 +107,9 @@ class ShortcutRequest:
     strategies: tuple[str, ...] = option(
         SPURIOUS,
         help=f"LGR flagging strategies, one LGR model each: {', '.join(SPURIOUS)}; a union "
-        f"joins them with {UNION} (default: all, one by one)",
+        f"joins them with {UNION}; {GLOBAL}SHARE flags one global mask, the pixels flagged in "
+        f"more than SHARE of the images (low_relevance{GLOBAL}0.05). Default: all, one by "
+        f"one; {ORACLE} (the oracle) always runs, the other strategies are scored against it",
         metavar="S[,S...]",
     )
     epochs: int = option(
@@ -205,23 +214,54 @@ def _parse_seeds(seeds: str | Sequence[int]) -> tuple[int, ...]:
 
 
 def _parse_strategies(strategies: str | Sequence[str]) -> tuple[str, ...]:
-    """Each strategy (a union: members joined by +) without repeated members, the
-    strategies without repeats, in the given order."""
+    """Each strategy (a union: members joined by +, optionally @SHARE for one global
+    mask) without repeated members, the strategies without repeats, in the given order."""
     parts = _split(strategies)
     if not parts:
         raise ConfigError("strategies", f"name at least one; valid: {', '.join(SPURIOUS)}")
-    parsed = []
-    for part in parts:
-        members = tuple(dict.fromkeys(m.strip() for m in part.split(UNION)))
-        unknown = [m for m in members if m not in SPURIOUS]
-        if unknown or not all(members):
-            raise ConfigError(
-                "strategies",
-                f"unknown {', '.join(map(repr, unknown or ['']))} in {part!r}; valid: "
-                f"{', '.join(SPURIOUS)}, or a union of them joined by {UNION}",
-            )
-        parsed.append(UNION.join(members))
-    return tuple(dict.fromkeys(parsed))
+    return tuple(dict.fromkeys(_parse_strategy(part) for part in parts))
+
+
+def _parse_strategy(part: str) -> str:
+    union, _, share = part.partition(GLOBAL)
+    members = tuple(dict.fromkeys(m.strip() for m in union.split(UNION)))
+    unknown = [m for m in members if m not in SPURIOUS]
+    if unknown or not all(members):
+        raise ConfigError(
+            "strategies",
+            f"unknown {', '.join(map(repr, unknown or ['']))} in {part!r}; valid: "
+            f"{', '.join(SPURIOUS)}, or a union of them joined by {UNION}",
+        )
+    text = UNION.join(members)
+    if not share:
+        if GLOBAL in part:
+            raise ConfigError("strategies", f"{part!r}: give a share after {GLOBAL} (0.05)")
+        return text
+    try:
+        value = float(share)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(
+            "strategies", f"{part!r}: the global mask share must be a number in [0, 1)"
+        )
+    return f"{text}{GLOBAL}{value:g}"
+
+
+def strategy_options(strategy: str) -> dict[str, Any]:
+    """LGR's options for one parsed strategy: ``spurious`` and, after @, the
+    ``global_mask_share``."""
+    union, _, share = strategy.partition(GLOBAL)
+    options: dict[str, Any] = {"spurious": tuple(union.split(UNION))}
+    if share:
+        options["global_mask_share"] = float(share)
+    return options
+
+
+def lgr_strategies(request: ShortcutRequest) -> tuple[str, ...]:
+    """The strategies LGR runs: the oracle first (every other row's share of its gain
+    is computed from it, so it must exist before them), then the requested ones."""
+    return tuple(dict.fromkeys((ORACLE, *request.strategies)))
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -303,7 +343,8 @@ class PlannedModel:
 
     @property
     def trial_id(self) -> str:
-        return f"{self.label.replace(':', '-')}-seed{self.seed}"
+        folder = self.label.replace(":", "-").replace(GLOBAL, "-global")
+        return f"{folder}-seed{self.seed}"
 
     @property
     def control(self) -> bool:
@@ -324,54 +365,68 @@ def erm_trial(seed: int) -> str:
 
 def erm_model(plan: ShortcutPlan, seed: int) -> PlannedModel:
     """The seed's ERM model (LGR refines its checkpoint)."""
+    return _baseline(plan.request, "erm", seed)
+
+
+def oracle_trial(seed: int) -> str:
+    """The trial id of the seed's LGR oracle (``lgr:annotated``)."""
+    return f"lgr-{ORACLE}-seed{seed}"
+
+
+def plan_models(plan: ShortcutPlan) -> list[PlannedModel]:
+    """The models in the order they train: per seed, ERM and the control first (LGR
+    refines ERM), then LGR with its oracle first, then the other methods: every row
+    after the oracle's is scored against it (``oracle_*_share``)."""
     request = plan.request
+    models = []
+    for seed in request.seeds:
+        chosen = [m for m in ("erm", "control") if m in request.methods]
+        models += [_baseline(request, method, seed) for method in chosen]
+        if "lgr" in request.methods:
+            models += _lgr_models(plan, seed)
+        chosen = [m for m in ("adversarial", "sgt", "asgt", "rrr") if m in request.methods]
+        models += [_baseline(request, method, seed) for method in chosen]
+    return models
+
+
+def _baseline(request: ShortcutRequest, method: str, seed: int) -> PlannedModel:
+    """A model trained from scratch for ``request.epochs`` (the control: ERM on the
+    control's share)."""
+    share = CONTROL_SHARE if method == "control" else request.train_share
+    options = {}
+    if method == "rrr" and request.rrr_reg_weight is not None:
+        options["reg_weight"] = request.rrr_reg_weight
     config = TrainConfig.create(
-        method="erm",
+        method="erm" if method == "control" else method,
         dataset=request.dataset,
         seed=seed,
         epochs=request.epochs,
         monitor_every=request.epochs,
+        **options,
     )
-    return PlannedModel("erm", seed, config, request.train_share)
+    return PlannedModel(method, seed, config, share)
 
 
-def plan_models(plan: ShortcutPlan) -> list[PlannedModel]:
-    """The models in the order they train: per seed, ERM first (LGR refines it)."""
+def _lgr_models(plan: ShortcutPlan, seed: int) -> list[PlannedModel]:
+    """One LGR model per strategy, each refining the seed's ERM model."""
     request = plan.request
+    start = plan.run_dir(erm_trial(seed)) / CHECKPOINT_NAME
+    chosen = {"attack_eps": request.lgr_attack_eps, "reg_weight": request.lgr_reg_weight}
+    lgr_options = {key: value for key, value in chosen.items() if value is not None}
     models = []
-    for seed in request.seeds:
-        shared = {"dataset": request.dataset, "seed": seed}
-        base = {**shared, "epochs": request.epochs, "monitor_every": request.epochs}
-        for method in ("erm", "control", "adversarial", "sgt", "asgt", "rrr"):
-            if method not in request.methods:
-                continue
-            share = CONTROL_SHARE if method == "control" else request.train_share
-            options = {}
-            if method == "rrr" and request.rrr_reg_weight is not None:
-                options["reg_weight"] = request.rrr_reg_weight
-            config = TrainConfig.create(
-                method="erm" if method == "control" else method, **base, **options
-            )
-            models.append(PlannedModel(method, seed, config, share))
-        if "lgr" not in request.methods:
-            continue
-        start = plan.run_dir(erm_trial(seed)) / CHECKPOINT_NAME
-        chosen = {"attack_eps": request.lgr_attack_eps, "reg_weight": request.lgr_reg_weight}
-        lgr_options = {key: value for key, value in chosen.items() if value is not None}
-        for strategy in request.strategies:
-            config = TrainConfig.create(
-                method="lgr",
-                **shared,
-                epochs=request.refine_epochs,
-                monitor_every=request.refine_epochs,
-                rounds=request.rounds,
-                spurious=tuple(strategy.split(UNION)),
-                lime_samples=request.lime_samples,
-                explain_fraction=request.explain_fraction,
-                start_checkpoint=str(start),
-                **lgr_options,
-            )
-            models.append(
-                PlannedModel(f"lgr:{strategy}", seed, config, request.train_share, strategy)
-            )
+    for strategy in lgr_strategies(request):
+        config = TrainConfig.create(
+            method="lgr",
+            dataset=request.dataset,
+            seed=seed,
+            epochs=request.refine_epochs,
+            monitor_every=request.refine_epochs,
+            rounds=request.rounds,
+            **strategy_options(strategy),
+            lime_samples=request.lime_samples,
+            explain_fraction=request.explain_fraction,
+            start_checkpoint=str(start),
+            **lgr_options,
+        )
+        models.append(PlannedModel(f"lgr:{strategy}", seed, config, request.train_share, strategy))
     return models

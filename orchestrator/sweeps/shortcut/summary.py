@@ -10,9 +10,25 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.sweeps.shortcut.plan import UNION, PlannedModel
+from orchestrator.sweeps.shortcut.plan import ORACLE, UNION, PlannedModel
 
-__all__ = ["format_summary", "percent", "summarize"]
+__all__ = ["format_summary", "oracle_share", "percent", "summarize"]
+
+#: The oracle's row in the summary: the other rows' shares are of its gain over ERM.
+ORACLE_LABEL = f"lgr:{ORACLE}"
+# Below this gap (0.1 percentage points) between ERM and the oracle a share is noise.
+_MIN_GAIN = 1e-3
+
+
+def oracle_share(erm: float, oracle: float, value: float) -> float | None:
+    """The share of the oracle's change from ERM that ``value`` makes: 1 where it
+    matches the oracle, 0 where it stays at ERM, beyond 1 or below 0 where it does
+    better than the oracle or worse than ERM. ``None`` where the oracle moved less than
+    0.1 points or a value is missing."""
+    values = (erm, oracle, value)
+    if any(v is None or _missing(v) for v in values) or abs(oracle - erm) < _MIN_GAIN:
+        return None
+    return (erm - value) / (erm - oracle)
 
 
 def _label(config: Mapping[str, Any], method: str) -> str:
@@ -49,7 +65,24 @@ def summarize(rows: pd.DataFrame, models: Sequence[PlannedModel]) -> pd.DataFram
     control = summary.loc[summary["model"] == "control", "shortcut_acc_mean"]
     control_acc = float(control.iloc[0]) if len(control) else math.nan
     summary["acc_gap"] = summary["shortcut_acc_mean"] - control_acc
+    for metric, column in (("follow", "shortcut_follow_rate_mean"), ("acc", "shortcut_acc_mean")):
+        summary[f"oracle_{metric}_share"] = _shares(summary, column)
     return summary
+
+
+def _shares(summary: pd.DataFrame, column: str) -> list[float]:
+    """Each row's share of the oracle's gain over ERM in ``column``, from the means
+    over seeds (a ratio of means: one seed where the oracle barely moves would make
+    the mean of per-seed ratios explode); NaN for ERM, the control and the oracle."""
+    by_model = dict(zip(summary["model"], summary[column], strict=True))
+    erm, oracle = by_model.get("erm", math.nan), by_model.get(ORACLE_LABEL, math.nan)
+    shares = []
+    for model, value in by_model.items():
+        share = (
+            None if model in ("erm", "control", ORACLE_LABEL) else oracle_share(erm, oracle, value)
+        )
+        shares.append(math.nan if share is None else share)
+    return shares
 
 
 def percent(value: float | None) -> str:
@@ -70,9 +103,17 @@ def _mean_std(mean: float, std: float) -> str:
     return f"{100 * mean:.1f}%" + ("" if math.isnan(std) else f" ± {100 * std:.1f}")
 
 
+def _share(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.0f}%"
+
+
 def format_summary(summary: pd.DataFrame) -> str:
-    """The summary as a fixed-width table (percentages; ± is the std over seeds)."""
-    header = ["model", "seeds", "follows patch", "test acc", "gap vs control", "flag P", "flag R"]
+    """The summary as a fixed-width table (percentages; ± is the std over seeds; the
+    oracle shares are of the mean gain over ERM of ``lgr:annotated``)."""
+    header = [
+        "model", "seeds", "follows patch", "test acc", "gap vs control",
+        "oracle share: follow", "acc", "flag P", "flag R",
+    ]  # fmt: skip
     lines = []
     for r in summary.to_dict("records"):
         gap = r["acc_gap"]
@@ -82,6 +123,8 @@ def format_summary(summary: pd.DataFrame) -> str:
             _mean_std(r["shortcut_follow_rate_mean"], r["shortcut_follow_rate_std"]),
             _mean_std(r["shortcut_acc_mean"], r["shortcut_acc_std"]),
             "-" if math.isnan(gap) or r["model"] == "control" else f"{100 * gap:+.1f} pt",
+            _share(r["oracle_follow_share"]),
+            _share(r["oracle_acc_share"]),
             percent(r["flag_precision_mean"]),
             percent(r["flag_recall_mean"]),
         ])  # fmt: skip

@@ -11,9 +11,12 @@ import pytest
 
 from methods.data import load_dataset, planted_class
 from orchestrator.cli import main
-from orchestrator.leaderboard import read_leaderboard
+from orchestrator.leaderboard import append_row, read_leaderboard
+from orchestrator.sweeps.report import shortcut_table
 from orchestrator.sweeps.shortcut import CONTROL_SHARE, ShortcutPlan, plan_models
-from orchestrator.sweeps.shortcut.benchmark import _train_share
+from orchestrator.sweeps.shortcut.benchmark import _oracle_shares, _row, _train_share
+from orchestrator.sweeps.shortcut.plan import oracle_trial
+from orchestrator.sweeps.shortcut.summary import format_summary, oracle_share, summarize
 
 TINY = [
     "shortcut", "--seeds", "0", "--epochs", "1", "--strategies", "irrelevant",
@@ -42,12 +45,15 @@ def _rows(root):
 def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, capsys):
     argv = [*TINY, "--storage", str(tmp_path)]
     # LGR without ERM in --methods: the ERM model it refines is trained, but gets no row.
+    # The oracle (lgr:annotated) runs too, before the strategy: the rows after it are
+    # scored against it.
     assert main([*argv, "--methods", "control,lgr"]) == 0
     out = capsys.readouterr().out
-    assert out.count("seed 0: follows") == 2, out  # one progress line per model
+    assert out.count("seed 0: follows") == 3, out  # one progress line per model
     assert "training erm seed 0 for LGR to refine" in out
+    assert out.index("lgr:annotated seed 0") < out.index("lgr:irrelevant seed 0"), out
     rows = _rows(tmp_path)
-    assert set(rows) == {"control-seed0", "lgr-irrelevant-seed0"}
+    assert set(rows) == {"control-seed0", "lgr-annotated-seed0", "lgr-irrelevant-seed0"}
     for row in rows.values():
         assert row["status"] == "ok" and row["dataset"] == "digits_shortcut"
         for column in ("shortcut_follow_rate", "shortcut_acc", "clean_acc", "pgd_acc"):
@@ -69,10 +75,15 @@ def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, cap
     created = {trial: row["created_at"] for trial, row in rows.items()}
     assert main([*argv, "--methods", "erm,control,lgr"]) == 0
     out = capsys.readouterr().out
-    assert out.count("in the leaderboard, skipped") == 2, out
-    assert "[1/3] erm seed 0: follows" in out
+    assert out.count("in the leaderboard, skipped") == 3, out
+    assert "[1/4] erm seed 0: follows" in out
     rows = _rows(tmp_path)
-    assert set(rows) == {"erm-seed0", "control-seed0", "lgr-irrelevant-seed0"}
+    assert set(rows) == {
+        "erm-seed0",
+        "control-seed0",
+        "lgr-annotated-seed0",
+        "lgr-irrelevant-seed0",
+    }
     assert {t: rows[t]["created_at"] for t in created} == created
     recorded = json.loads(rows["lgr-irrelevant-seed0"]["config"])
     assert recorded["start_checkpoint"] == rows["erm-seed0"]["checkpoint"]
@@ -106,6 +117,9 @@ def test_benchmark_writes_one_row_per_model_and_resumes(local_ray, tmp_path, cap
         (["--epochs", "two"], ["--epochs", "invalid int"]),
         (["--dataset", "mnist5k"], ["--dataset", "'digits_shortcut', 'mnist5k_decoy'"]),
         (["--rrr-reg-weight", "-1"], ["--rrr-reg-weight", ">= 0"]),
+        (["--strategies", "gradient@x"], ["--strategies", "'gradient@x'", "[0, 1)"]),
+        (["--strategies", "gradient@1"], ["--strategies", "[0, 1)"]),
+        (["--strategies", "gradient@"], ["--strategies", "give a share after @"]),
     ],
 )
 def test_bad_input_exits_2_before_any_work(extra, parts, tmp_path, capsys, monkeypatch):
@@ -169,3 +183,96 @@ def test_the_decoy_benchmark_scores_rrr_on_the_swatch(tmp_path, capsys):
     row = read_leaderboard(str(tmp_path), "shortcut-mnist5k_decoy").to_dict("records")[0]
     assert row["dataset"] == "mnist5k_decoy" and row["status"] == "ok"
     assert 0.0 <= row["shortcut_follow_rate"] <= 1.0 and row["shortcut_acc"] > 0.3
+
+
+def test_strategies_take_a_global_share_and_the_oracle_always_runs_first(tmp_path):
+    plan = ShortcutPlan.create(
+        storage=str(tmp_path), methods="erm,lgr,rrr", seeds="0",
+        strategies="gradient@0.30,low_relevance+gradient,gradient@0.3",
+    )  # fmt: skip
+    assert plan.request.strategies == ("gradient@0.3", "low_relevance+gradient")
+    labels = [m.label for m in plan_models(plan)]
+    assert labels == [
+        "erm", "lgr:annotated", "lgr:gradient@0.3", "lgr:low_relevance+gradient", "rrr",
+    ]  # fmt: skip
+    models = {m.label: m for m in plan_models(plan)}
+    global_ = models["lgr:gradient@0.3"]
+    assert global_.config.options.spurious == ("gradient",)
+    assert global_.config.options.global_mask_share == 0.3
+    assert global_.trial_id == "lgr-gradient-global0.3-seed0"
+    assert models["lgr:low_relevance+gradient"].config.options.global_mask_share is None
+    assert oracle_trial(0) == models["lgr:annotated"].trial_id
+
+
+@pytest.mark.parametrize(
+    ("erm", "oracle", "value", "expected"),
+    [
+        (0.40, 0.05, 0.05, 1.0),  # follow rate: as low as the oracle's
+        (0.40, 0.05, 0.40, 0.0),  # no better than ERM
+        (0.40, 0.05, 0.50, -0.1 / 0.35),  # worse than ERM: negative
+        (0.55, 0.90, 0.725, 0.5),  # accuracy: half way from ERM to the oracle
+        (0.55, 0.90, 0.95, 0.4 / 0.35),  # better than the oracle: above 1
+    ],
+)
+def test_the_share_of_the_oracle_gain(erm, oracle, value, expected):
+    assert oracle_share(erm, oracle, value) == pytest.approx(expected)
+
+
+def test_no_share_when_the_oracle_does_not_move_or_a_value_is_missing():
+    assert oracle_share(0.3, 0.3005, 0.1) is None
+    assert oracle_share(0.3, 0.1, float("nan")) is None
+    assert oracle_share(None, 0.1, 0.2) is None
+
+
+def _write(plan, model, follow: float, acc: float) -> None:
+    scores = {"shortcut_follow_rate": follow, "shortcut_acc": acc}
+    scores.update(_oracle_shares(plan, model, scores))
+    append_row(plan.root, _row(plan, model, model.config.to_dict(), status="ok", wall_s=1.0,
+                               scores=scores))  # fmt: skip
+
+
+def test_rows_summary_and_leaderboard_carry_the_share_of_the_oracle_gain(tmp_path, capsys):
+    """Real rows through the benchmark's writer (no training): each row after its
+    seed's ERM and oracle rows gets its share; the summary's is a ratio of the means."""
+    plan = ShortcutPlan.create(
+        storage=str(tmp_path), methods="erm,control,lgr,rrr", seeds="0,1",
+        strategies="gradient", name="shares",
+    )  # fmt: skip
+    scores = {  # (follow rate, accuracy) per label and seed
+        "erm": [(0.40, 0.55), (0.30, 0.65)],
+        "control": [(0.0, 0.96), (0.01, 0.95)],
+        "lgr:annotated": [(0.05, 0.90), (0.10, 0.85)],
+        "lgr:gradient": [(0.30, 0.60), (0.20, 0.75)],
+        "rrr": [(0.10, 0.80), (0.12, 0.82)],
+    }
+    for model in plan_models(plan):
+        _write(plan, model, *scores[model.label][model.seed])
+    rows = read_leaderboard(plan.root, "shares").set_index("trial_id")
+    assert rows.loc["lgr-gradient-seed0", "oracle_follow_share"] == pytest.approx(0.1 / 0.35)
+    assert rows.loc["lgr-gradient-seed1", "oracle_acc_share"] == pytest.approx(0.1 / 0.2)
+    assert rows.loc["rrr-seed1", "oracle_follow_share"] == pytest.approx(0.18 / 0.2)
+    for trial in ("erm-seed0", "control-seed1", "lgr-annotated-seed0"):
+        assert pd.isna(rows.loc[trial, "oracle_follow_share"]), trial
+
+    summary = summarize(read_leaderboard(plan.root, "shares"), plan_models(plan))
+    shares = summary.set_index("model")
+    assert shares.loc["lgr:gradient", "oracle_follow_share"] == pytest.approx(
+        (0.35 - 0.25) / (0.35 - 0.075)
+    )
+    assert shares.loc["rrr", "oracle_acc_share"] == pytest.approx((0.81 - 0.60) / (0.875 - 0.60))
+    assert pd.isna(shares.loc["lgr:annotated", "oracle_acc_share"])
+    table = format_summary(summary)
+    assert "oracle share: follow" in table
+    assert f"{100 * (0.1 / 0.275):.0f}%" in table.splitlines()[-2]  # lgr:gradient's row
+
+    report = {
+        line.split(" | ")[0]: line for line in shortcut_table(rows.reset_index()).splitlines()
+    }
+    assert "share of the oracle's gain" in report["| model"]
+    assert f"| {100 * (0.1 / 0.275):.0f}% |" in report["| LGR (gradient)"]
+    assert "| RRR" in report and "| - | - |" in report["| LGR (annotated)"]
+
+    assert main(["leaderboard", "--storage", str(tmp_path), "--sweep", "shares"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle_follow_share" in out and "oracle_acc_share" in out
+    assert f"{100 * 0.1 / 0.35:.1f}%" in out  # a share, shown as a percentage
