@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 # SGT's and ASGT's masking ratio, KL weight and attack eps; 4 trials), which prints its
 # leaderboard and the TensorBoard command. Re-running adds a new sweep's rows.
 run: setup
-	$(BIN)/limelight sweep search_spaces/demo.yaml --storage $(STORAGE)
+	$(BIN)/limelight sweep search_spaces/demo.yaml --storage $(STORAGE) --finish
 	$(BIN)/limelight leaderboard --storage $(STORAGE) --group-by method,dataset --sort robust_acc_mean
 
 # The whole suite (CI runs this; ~15 minutes on 2 cores).

@@ -6,6 +6,8 @@ A run directory (``limelight train``'s ``STORAGE/OUT``, a sweep trial's
     config.json     the resolved config, written when the run starts
     checkpoint.pt   the last epoch (``torch.load(weights_only=True)``)
     eval.json       the final evaluation
+    objective.json  a sweep trial's objective on the validation split (written before
+                    its row: a resumed sweep skips a trial that has both)
     tensorboard/    event files
     ray/            Ray Train's storage (distributed runs)
     pretrain/, round<k>/   an LGR run's pretraining and refinement rounds
@@ -20,6 +22,7 @@ __all__ = [
     "CHECKPOINT_NAME",
     "CONFIG_NAME",
     "EVAL_NAME",
+    "OBJECTIVE_NAME",
     "PRETRAIN_DIR",
     "RAY_DIR",
     "ROUND_PATTERN",
@@ -32,6 +35,7 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 EVAL_NAME = "eval.json"
+OBJECTIVE_NAME = "objective.json"
 TENSORBOARD_DIR = "tensorboard"
 RAY_DIR = "ray"
 PRETRAIN_DIR = "pretrain"

@@ -12,6 +12,7 @@ from methods.evaluate import EVAL_MODES
 from methods.options import ConfigError, option, validate
 from orchestrator.config import RunSettings
 from orchestrator.flags import add_fields, from_flags
+from orchestrator.storage import check_folder_name
 from orchestrator.sweeps.spec import SMOKE_LIMIT
 
 __all__ = ["DEFAULT_SPEC", "DESCRIPTION", "SweepRequest", "add_arguments", "run"]
@@ -32,6 +33,11 @@ DESCRIPTION = (
 class SweepRequest:
     spec: Path | None = option(
         None, help=f"spec file (default: {DEFAULT_SPEC})", positional=True, metavar="SPEC"
+    )
+    name: str | None = option(
+        None,
+        help="the sweep's name (default: the spec's): another name starts a new run of "
+        "the spec beside the earlier ones; the same name again needs --resume",
     )
     trials: int | None = option(None, help="sampled configurations (default: the spec's)", low=1)
     max_concurrent: int | None = option(None, help="trials at once (default: the spec's)", low=1)
@@ -55,6 +61,11 @@ class SweepRequest:
     resume: bool = option(
         False, help="finish an interrupted sweep of the same name (Tuner.restore)"
     )
+    finish: bool = option(
+        False,
+        help="resume the sweep if it ran before, start it if not: a complete sweep is "
+        "not run again (what make run uses)",
+    )
     smoke: bool = option(
         False,
         help=f"one epoch a trial and {SMOKE_LIMIT} evaluation images: checks a spec end to "
@@ -63,6 +74,8 @@ class SweepRequest:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.name is not None:
+            check_folder_name("name", self.name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,23 +85,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.leaderboard import LeaderboardQuery, leaderboard_text
+    from orchestrator.storage import local_root
     from orchestrator.sweeps.report import print_line
     from orchestrator.sweeps.spec import load_spec
-    from orchestrator.sweeps.tune import run_sweep
+    from orchestrator.sweeps.tune import restorable, run_sweep
 
     request = from_flags(args, SweepRequest)
     settings = from_flags(args, RunSettings)
     if request.best is not None:
         return _best(request, settings)
     spec = load_spec(request.spec or _default_spec())
-    for field in ("trials", "max_concurrent", "sampler_seed"):
+    for field in ("name", "trials", "max_concurrent", "sampler_seed"):
         if getattr(request, field) is not None:
             spec = dataclasses.replace(spec, **{field: getattr(request, field)})
+    resume = request.resume
+    if request.finish:
+        root = local_root(settings.storage, "a sweep writes its run directories").resolve()
+        resume = restorable(root / spec.name)
     report = run_sweep(
         spec,
         storage=settings.storage,
         address=settings.address,
-        resume=request.resume,
+        resume=resume,
         smoke=request.smoke,
         data_dir=settings.data_dir,
         progress=print_line,

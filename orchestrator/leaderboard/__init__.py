@@ -33,6 +33,7 @@ from orchestrator.leaderboard.io import (
     PARTITION,
     append_row,
     read_leaderboard,
+    read_trial_row,
     trial_file_name,
 )
 from orchestrator.leaderboard.queries import LeaderboardQuery, leaderboard_text, query
@@ -67,5 +68,6 @@ __all__ = [
     "leaderboard_text",
     "query",
     "read_leaderboard",
+    "read_trial_row",
     "trial_file_name",
 ]

@@ -17,6 +17,7 @@ import logging
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -26,7 +27,14 @@ import pyarrow.parquet as pq
 from orchestrator.leaderboard.schema import SCHEMA, LeaderboardRow
 from orchestrator.storage import as_uri
 
-__all__ = ["FOLDER", "PARTITION", "append_row", "read_leaderboard", "trial_file_name"]
+__all__ = [
+    "FOLDER",
+    "PARTITION",
+    "append_row",
+    "read_leaderboard",
+    "read_trial_row",
+    "trial_file_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +163,20 @@ def read_leaderboard(root: str, sweep: str | None = None) -> pd.DataFrame:
     frame = _to_frame(pa.concat_tables(tables))
     order = frame.sort_values([PARTITION, "created_at", "trial_id"], kind="stable").index
     return frame.loc[order].reset_index(drop=True)
+
+
+def read_trial_row(root: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
+    """The row of one trial as a dict (``read_leaderboard``'s types), or None: reads
+    that trial's part file only, not the sweep."""
+    fs, base = _base(root)
+    path = f"{base}/{PARTITION}={sweep}/{trial_file_name(trial_id)}"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    table = _read_part(fs, path)
+    if table is None or table.num_rows == 0:
+        return None
+    table = table.add_column(0, PARTITION, pa.array([sweep] * table.num_rows))
+    return _to_frame(table).to_dict("records")[0]
 
 
 def _empty_table() -> pa.Table:

@@ -41,12 +41,14 @@ from orchestrator.layout import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     EVAL_NAME,
+    OBJECTIVE_NAME,
     RAY_DIR,
     RUNS_DIR,
     trial_run_dir,
 )
-from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
+from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard, read_trial_row
 from orchestrator.storage import local_root
+from orchestrator.sweeps.claim import claim_sweep
 from orchestrator.sweeps.rows import config_id, objective_metrics, result_row
 from orchestrator.sweeps.spec import SMOKE_LIMIT, SweepSpec
 
@@ -118,6 +120,10 @@ def run_trial(
     from orchestrator.run import run
 
     trial_id = tune.get_context().get_trial_id()
+    finished = _finished_trial(root, spec.name, trial_id)
+    if finished is not None:  # a resumed sweep: the trial ran and wrote its row before
+        tune.report({**finished, "final": 1})
+        return
     method, sampled, seed, train = _trial_config(spec, config, smoke)
     settings = RunSettings(
         storage=root,
@@ -147,6 +153,8 @@ def run_trial(
     )
     assert result.validation is not None  # val_fraction is always set in a sweep
     objective = objective_metrics(result.validation, spec.eval_eps)
+    marker = {**objective, "epoch": result.history[-1].epoch}
+    (trial_run_dir(root, spec.name, trial_id) / OBJECTIVE_NAME).write_text(json.dumps(marker))
     append_row(
         root,
         _row(
@@ -162,7 +170,20 @@ def run_trial(
             logdir=str(result.logdir),
         ),
     )
-    tune.report({**objective, "epoch": result.history[-1].epoch, "final": 1})
+    tune.report({**marker, "final": 1})
+
+
+def _finished_trial(root: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
+    """The objective a trial reported, when it finished in an earlier driver: its
+    ``objective.json`` (written before the row) and its ok row both exist."""
+    marker = trial_run_dir(root, sweep, trial_id) / OBJECTIVE_NAME
+    if not marker.is_file():
+        return None
+    row = read_trial_row(root, sweep, trial_id)
+    if row is None or row["status"] != "ok":
+        return None
+    log.info("trial %s finished before the driver stopped: its row is kept", trial_id)
+    return json.loads(marker.read_text())
 
 
 def restorable(experiment: Path) -> bool:
@@ -347,17 +368,36 @@ def run_sweep(
     """Run (or with ``resume`` finish) the sweep ``spec`` under the results root.
 
     ``data_dir`` is made absolute here (trials run in other working directories); on a
-    cluster it must be a path every node reaches.
+    cluster it must be a path every node reaches. The same sweep again (its name under
+    the same root) is refused unless ``resume``: ``claim_sweep``.
     """
+    root = _absolute_root(storage)
+    experiment = Path(root) / spec.name
+    can_restore = restorable(experiment)
+    if resume and not can_restore:
+        raise ConfigError("resume", f"no sweep to resume at {experiment}")
+    with claim_sweep(root, spec.name, resume=resume, restorable=can_restore):
+        return _fit(spec, root, resume=resume, smoke=smoke, data_dir=data_dir,
+                    address=address, progress=progress)  # fmt: skip
+
+
+def _fit(
+    spec: SweepSpec,
+    root: str,
+    *,
+    resume: bool,
+    smoke: bool,
+    data_dir: str,
+    address: str | None,
+    progress: Callable[[str], None],
+) -> SweepReport:
+    """``run_sweep``'s work, with the sweep's folder claimed."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     from orchestrator.cluster import connect
 
-    root = _absolute_root(storage)
     experiment = Path(root) / spec.name
-    if resume and not restorable(experiment):
-        raise ConfigError("resume", f"no sweep to resume at {experiment}")
     started = time.perf_counter()
     # The objective exists only in a trial's final report (its epochs report validation
     # accuracy for ASHA); Tune would otherwise refuse every per-epoch report.
@@ -422,6 +462,9 @@ def run_sweep(
             run_config=run_config,
         )
     grid = tuner.fit()
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if not unfinished:  # an interrupted sweep's running trials resume from their folders
+        _remove_orphans(root, spec.name, {r.metrics["trial_id"] for r in grid if r.metrics})
     _prune_checkpoints(spec, root, grid)
     rows = read_leaderboard(root, spec.name)
     counts = rows["status"].value_counts().to_dict() if len(rows) else {}
@@ -433,7 +476,7 @@ def run_sweep(
         stopped=int(counts.get("stopped", 0)),
         errors=int(counts.get("error", 0)),
         wall_s=time.perf_counter() - started,
-        unfinished=len(grid) - grid.num_terminated - grid.num_errors,
+        unfinished=unfinished,
         pareto=pareto_front(spec, grid) if spec.objective.multi else (),
     )
 
@@ -494,10 +537,12 @@ def _prune_checkpoints(spec: SweepSpec, root: str, grid: Any) -> None:
         if trial_id is not None and value is not None and not math.isnan(value):
             scored.append((value if mode == "max" else -value, trial_id))
     keep = {t for _, t in sorted(scored, reverse=True)[: spec.keep_checkpoints]}
+    ranked = {t for _, t in scored}
     runs = Path(root) / spec.name / RUNS_DIR
     rows = read_leaderboard(root, spec.name)
     for run_dir in sorted(runs.glob("*")) if runs.is_dir() else []:
-        if run_dir.name in keep:
+        # Only the trials ranked here: what another run kept is not ours to delete.
+        if run_dir.name in keep or run_dir.name not in ranked:
             continue
         removed = False
         for path in (run_dir / CHECKPOINT_NAME, run_dir / RAY_DIR):
@@ -508,6 +553,21 @@ def _prune_checkpoints(spec: SweepSpec, root: str, grid: Any) -> None:
                 shutil.rmtree(path)
         if removed:
             _forget_checkpoint(root, rows, run_dir.name)
+
+
+def _remove_orphans(root: str, sweep: str, trial_ids: set[str]) -> None:
+    """Delete run directories of trials Tune does not know and that have no row: a
+    trial started after Tune last saved its state, then the driver was killed. Its
+    restored sweep runs the configuration again under a new id; the folder would only
+    be an empty run in TensorBoard."""
+    runs = Path(root) / sweep / RUNS_DIR
+    if not runs.is_dir():
+        return
+    recorded = set(read_leaderboard(root, sweep)["trial_id"])
+    for run_dir in sorted(runs.iterdir()):
+        if run_dir.is_dir() and run_dir.name not in trial_ids | recorded:
+            log.info("removing %s: a trial lost with the stopped driver, without a row", run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _forget_checkpoint(root: str, rows: Any, trial_id: str) -> None:

@@ -1,6 +1,7 @@
 """Sweeps through real Ray Tune and Optuna on a local Ray (2 CPUs): rows for finished,
 ASHA-stopped and failed trials, a multi-objective search, resume after a killed
-driver, two concurrent sweeps of one name, and the HParams summary."""
+driver (and the same sweep refused without --resume), two concurrent sweeps of one
+name, and the HParams summary."""
 
 from __future__ import annotations
 
@@ -186,24 +187,46 @@ def test_resume_after_a_killed_driver_finishes_with_one_row_per_trial(starts_ray
         time.sleep(0.5)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.wait(timeout=60)
-    before = len(list(board.glob("*.parquet")))
-    assert 1 <= before < 4
+    before = read_leaderboard(str(tmp_path), "r")
+    assert 1 <= len(before) < 4
+    # Without --resume the same sweep is refused, before any Ray work, and loses nothing.
+    again = _sweep_process(spec, tmp_path)
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 2 and "--resume" in output and "--name" in output, output
     resumed = _sweep_process(spec, tmp_path, "--resume")
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output[-3000:]
     rows = read_leaderboard(str(tmp_path), "r")
     assert len(rows) == 4 and rows["trial_id"].is_unique, rows[["trial_id", "status"]]
     assert set(rows["status"]) == {"ok"}
+    # A trial whose row was written before the kill is not run again (its row stays),
+    # and no run directory is left without a row.
+    kept = rows.set_index("trial_id").loc[before["trial_id"], "created_at"]
+    assert list(kept) == list(before["created_at"]), output[-3000:]
+    runs = {path.name for path in (tmp_path / "r" / "runs").iterdir()}
+    assert runs == set(rows["trial_id"]), runs
+    assert not (tmp_path / "r" / "driver.lock").exists()
 
 
-def test_two_concurrent_sweeps_of_one_name_lose_no_row(starts_ray, tmp_path):
+def test_two_concurrent_sweeps_of_one_name_one_runs_the_other_is_refused(starts_ray, tmp_path):
     spec = _write_spec(tmp_path / "c.yaml", name="c", trials=1, max_concurrent=1)
     drivers = [_sweep_process(spec, tmp_path) for _ in range(2)]
-    for driver in drivers:
-        output, _ = driver.communicate(timeout=600)
-        assert driver.returncode == 0, output[-3000:]
+    outputs = [driver.communicate(timeout=600)[0] for driver in drivers]
+    codes = sorted(driver.returncode for driver in drivers)
+    assert codes == [0, 2], [out[-2000:] for out in outputs]
+    refused = outputs[[d.returncode for d in drivers].index(2)]
+    assert "being run by" in refused or "--resume" in refused, refused
     rows = read_leaderboard(str(tmp_path), "c")
-    assert len(rows) == 2 and rows["trial_id"].is_unique
+    assert len(rows) == 1 and rows["status"].iloc[0] == "ok"
+    (checkpoint,) = rows["checkpoint"]  # kept (keep_checkpoints 1), and not pruned by the
+    assert Path(checkpoint).is_file()  # driver that was refused
+    # --finish (make run): a complete sweep is restored, not run again.
+    finish = _sweep_process(spec, tmp_path, "--finish")
+    output, _ = finish.communicate(timeout=600)
+    assert finish.returncode == 0, output[-3000:]
+    again = read_leaderboard(str(tmp_path), "c")
+    assert list(again["created_at"]) == list(rows["created_at"]), output[-3000:]
+    assert Path(checkpoint).is_file()
 
 
 def test_a_trial_can_drive_a_torchtrainer(starts_ray, tmp_path):
