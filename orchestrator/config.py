@@ -254,8 +254,8 @@ class RunSettings:
             raise ConfigError(
                 "storage",
                 f"{self.storage!r} is relative, and a Ray job runs in a temporary copy of "
-                "--working-dir that Ray deletes: give an absolute path or a URI "
-                f"(--storage or {STORAGE_ENV})",
+                "--working-dir that Ray deletes: give an absolute path every node reaches "
+                f"(--storage or {STORAGE_ENV}; limelight explain also takes a URI)",
             )
 
     @property

@@ -7,6 +7,7 @@ Bad input raises ``ConfigError`` naming the argument (the field of ``Leaderboard
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,17 +156,31 @@ def _check_columns(argument: str, names: Sequence[str], frame: pd.DataFrame) -> 
 
 
 def _where(frame: pd.DataFrame, expression: str) -> pd.DataFrame:
-    # DataFrame.query raises a zoo of types (SyntaxError, UndefinedVariableError, ...).
+    """The rows where ``expression`` (pandas ``eval`` syntax) holds; ``ConfigError``
+    in words for what users get wrong: an unknown name (often an unquoted string), a
+    syntax error, an expression that is not a condition."""
     try:
-        result = frame.query(expression)
-    except Exception as error:
+        mask = frame.eval(expression)
+    except pd.errors.UndefinedVariableError as error:
+        match = re.search(r"name '([^']+)'", str(error))
+        name = match.group(1) if match else _one_line(error)
+        raise ConfigError(
+            "where",
+            f"unknown name {name!r} in {expression!r}: quote a string value "
+            f"(method == 'erm'); columns: {', '.join(map(str, frame.columns))}",
+        ) from error
+    except Exception as error:  # eval raises a zoo of types (SyntaxError, TypeError, ...)
         kind = type(error).__name__
         raise ConfigError(
             "where", f"bad expression {expression!r}: {kind}: {_one_line(error)}"
         ) from error
-    if not isinstance(result, pd.DataFrame):
-        raise ConfigError("where", f"{expression!r} must be a condition on the rows")
-    return result
+    if not (isinstance(mask, pd.Series) and pd.api.types.is_bool_dtype(mask)):
+        raise ConfigError(
+            "where",
+            f"{expression!r} is not a condition on the rows: write a comparison, e.g. "
+            "robust_acc > 0.5 and method == 'asgt'",
+        )
+    return frame[mask.fillna(False).astype(bool)]
 
 
 def _group(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

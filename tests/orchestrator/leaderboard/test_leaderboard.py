@@ -430,6 +430,9 @@ def test_command_says_when_there_are_no_rows(tmp_path: Path, capsys: pytest.Capt
     ("argv", "parts"),
     [
         (("--where", "clean_acc >>"), ["--where: bad expression"]),
+        # What users get wrong, in words (it used to print a KeyError with an index).
+        (("--where", "robust_acc + 1"), ["--where:", "not a condition", "robust_acc > 0.5"]),
+        (("--where", "method == sgt"), ["--where: unknown name 'sgt'", "quote", "clean_acc"]),
         (("--columns", " , "), ["--columns: ", "column names"]),
         (("--group-by", "nosuch"), ["--group-by: unknown column 'nosuch'", "valid: "]),
         (("--sort", "nosuch"), ["--sort: unknown column 'nosuch'", "clean_acc"]),
