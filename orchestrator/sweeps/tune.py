@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search import Repeater
 
 from methods.results import EvalResult
@@ -260,6 +261,32 @@ class SeedRepeater(Repeater):
             self.searcher.on_trial_complete(group.primary_trial_id, result=score, **kwargs)
 
 
+def hparams(spec: SweepSpec, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's HParams columns: the method, each searched field under its own name
+    (SGT's and ASGT's ``mask_ratio`` are one column) and the seed."""
+    method, sampled, seed = _sampled(spec, config)
+    return {"method": method, **sampled, "seed": seed}
+
+
+class HParamsLogger(TBXLoggerCallback):
+    """Tune's TensorBoard logger, with the HParams a reader expects (``hparams``)
+    instead of Tune's flattened config: ``sgt/mask_ratio`` and ``asgt/mask_ratio`` were
+    two columns, and the Repeater's ``__trial_index__`` a third that meant the seed.
+    Given to Tune, it replaces its default TensorBoard logger."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def _try_log_hparams(self, trial: Any, result: dict) -> None:
+        searched = trial.evaluated_params
+        trial.evaluated_params = hparams(self.spec, trial.config)
+        try:
+            super()._try_log_hparams(trial, result)
+        finally:
+            trial.evaluated_params = searched
+
+
 def _rows_callback(spec: SweepSpec, root: str, progress: Callable[[str], None]) -> Any:
     """Driver-side: a row for each trial that ended without its own (stopped by ASHA,
     or failed), and one progress line per finished trial."""
@@ -418,7 +445,7 @@ def _fit(
     run_config = tune.RunConfig(
         name=spec.name,
         storage_path=root,
-        callbacks=[_rows_callback(spec, root, progress)],
+        callbacks=[_rows_callback(spec, root, progress), HParamsLogger(spec)],
         verbose=0,
     )
     if resume:

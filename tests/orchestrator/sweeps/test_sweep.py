@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from orchestrator.leaderboard import read_leaderboard
 from orchestrator.sweeps.spec import parse_spec
@@ -90,6 +91,12 @@ def test_a_seeded_sweep_leaves_one_row_per_trial(sweep_ray, tmp_path, capsys):
     events = EventAccumulator(str(trial_dirs[0]))
     events.Reload()
     assert "_hparams_/session_start_info" in events.summary_metadata
+    # One column per searched field under its own name, the method and the seed; not
+    # Tune's flattened config (sgt/mask_ratio, __trial_index__).
+    plugin = events.summary_metadata["_hparams_/experiment"].plugin_data.content
+    experiment = HParamsPluginData.FromString(plugin).experiment
+    columns = {info.name for info in experiment.hparam_infos}
+    assert columns == {"method", "mask_ratio", "reg_weight", "seed"}, columns
     assert "ray/tune/robust_acc" in events.Tags()["scalars"]
     assert list((tmp_path / "t" / "runs").glob("*/tensorboard/events.out.tfevents.*"))
     _check_best(tmp_path, rows, capsys)
