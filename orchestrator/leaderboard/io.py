@@ -31,7 +31,10 @@ __all__ = [
     "FOLDER",
     "PARTITION",
     "append_row",
+    "empty_leaderboard",
+    "export_rows",
     "read_leaderboard",
+    "read_rows_file",
     "read_trial_row",
     "trial_file_name",
 ]
@@ -152,17 +155,44 @@ def read_leaderboard(root: str, sweep: str | None = None) -> pd.DataFrame:
     UTC, list columns hold Python lists (``robust_curve``: dicts). Rows are ordered by
     sweep, then ``created_at``.
     """
+    return _ordered(_to_frame(_read_table(root, sweep)))
+
+
+def _read_table(root: str, sweep: str | None) -> pa.Table:
     fs, base = _base(root)
     tables = []
     for name, path in _part_files(fs, base, sweep):
         table = _read_part(fs, path)
         if table is not None:
             tables.append(table.add_column(0, PARTITION, pa.array([name] * table.num_rows)))
-    if not tables:
-        return _to_frame(_empty_table())
-    frame = _to_frame(pa.concat_tables(tables))
+    return pa.concat_tables(tables) if tables else _empty_table()
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     order = frame.sort_values([PARTITION, "created_at", "trial_id"], kind="stable").index
     return frame.loc[order].reset_index(drop=True)
+
+
+def export_rows(root: str, sweep: str, path: Path) -> int:
+    """Write sweep ``sweep``'s rows under ``root`` to one Parquet file at ``path``
+    (atomically: a temporary name, then a rename), ``sweep`` as a column; returns the
+    row count. Nothing is written for a sweep without rows."""
+    table = _read_table(root, sweep)
+    if table.num_rows:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+    return table.num_rows
+
+
+def read_rows_file(path: Path) -> pd.DataFrame:
+    """Rows ``export_rows`` wrote, as ``read_leaderboard`` gives them (a file written
+    before a column was added gets it as null)."""
+    table = pq.read_table(path)
+    sweeps = table.column(PARTITION)
+    table = _conform(table.drop_columns([PARTITION])).add_column(0, PARTITION, sweeps)
+    return _ordered(_to_frame(table))
 
 
 def read_trial_row(root: str, sweep: str, trial_id: str) -> dict[str, Any] | None:
@@ -177,6 +207,11 @@ def read_trial_row(root: str, sweep: str, trial_id: str) -> dict[str, Any] | Non
         return None
     table = table.add_column(0, PARTITION, pa.array([sweep] * table.num_rows))
     return _to_frame(table).to_dict("records")[0]
+
+
+def empty_leaderboard() -> pd.DataFrame:
+    """A frame with ``read_leaderboard``'s columns and no rows."""
+    return _to_frame(_empty_table())
 
 
 def _empty_table() -> pa.Table:

@@ -9,6 +9,7 @@ the shortcut benchmark skips the models it has rows for.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -20,8 +21,13 @@ from typing import Any
 
 import pandas as pd
 
-from orchestrator.config import EvalConfig
-from orchestrator.leaderboard import read_leaderboard
+from orchestrator.config import ConfigError, EvalConfig
+from orchestrator.leaderboard import (
+    empty_leaderboard,
+    export_rows,
+    read_leaderboard,
+    read_rows_file,
+)
 from orchestrator.sweeps.spec import SweepSpec, load_spec
 
 __all__ = [
@@ -39,6 +45,8 @@ log = logging.getLogger(__name__)
 #: The report's sweeps, in the order of its sections.
 REPORT_SPECS = ("search_spaces/report-digits.yaml", "search_spaces/report-mnist5k.yaml")
 SHORTCUT_SWEEP = "report-shortcut"
+#: The shortcut benchmark's section name (``--section``).
+SHORTCUT_SECTION = "shortcut"
 LABELS = {
     "erm": "ERM", "adversarial": "PGD-AT", "sgt": "SGT", "asgt": "ASGT", "lgr": "LGR",
     "rrr": "RRR",
@@ -113,6 +121,10 @@ class ReportInputs:
     specs: Sequence[SweepSpec]
     frame: pd.DataFrame  # the report sweeps' rows (every status)
     figures: dict[str, Path]  # caption -> PNG, relative links are made from the report
+    #: heading -> body of the report being replaced: a section without committed rows
+    #: keeps its old text (``previous_sections``)
+    previous: dict[str, str] = dataclasses.field(default_factory=dict)
+    rows_dir: Path | None = None  # where the committed rows are (named in the notes)
 
 
 def _mean_sd(values: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -371,23 +383,66 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
         "LGR's rows have it also with LIME's superpixels as the order.",
         "",
     ]
+    missing = []
     for spec in inputs.specs:
         rows = ok[ok["sweep"] == spec.name]
-        parts += [f"## {spec.dataset}", ""]
+        heading = f"## {spec.dataset}"
         if rows.empty:
-            parts += ["No finished trials yet.", ""]
+            missing.append(spec.dataset)
+            parts += _kept(inputs, heading, spec.dataset)
             continue
+        parts += [heading, ""]
         parts += [headline_table(spec, rows), "", "By attack:", "", attack_table(spec, rows), ""]
         for caption, path in inputs.figures.items():
             if caption.startswith(spec.dataset + ":"):
                 parts += [f"![{caption}]({_relative(path, out)})", ""]
     shortcut = frame[(frame["sweep"] == SHORTCUT_SWEEP) & (frame["status"] == "ok")]
+    heading = "## Shortcut benchmark (digits_shortcut)"
     if not shortcut.empty:
-        parts += ["## Shortcut benchmark (digits_shortcut)", "", shortcut_table(shortcut), ""]
-    parts += ["## The papers' claims", "", claims_section(inputs.specs, frame), ""]
-    parts += ["## Protocol", "", protocol_section(inputs.specs, frame)]
+        parts += [heading, "", shortcut_table(shortcut), ""]
+    elif heading in inputs.previous:
+        parts += _kept(inputs, heading, SHORTCUT_SECTION)
+    for heading, render in (
+        ("## The papers' claims", claims_section),
+        ("## Protocol", protocol_section),
+    ):
+        if missing and heading in inputs.previous:  # it needs every section's rows
+            parts += _kept(inputs, heading, ",".join(missing))
+        else:
+            parts += [heading, "", render(inputs.specs, frame), ""]
     parts += [COMMANDS]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _kept(inputs: ReportInputs, heading: str, section: str) -> list[str]:
+    """A section without committed rows: the previous report's text, said to be so."""
+    body = inputs.previous.get(heading)
+    if body is None:
+        return [heading, "", "No finished trials yet.", ""]
+    where = f" under {inputs.rows_dir}" if inputs.rows_dir is not None else ""
+    sections = " ".join(f"--section {name}" for name in section.split(","))
+    note = (
+        f"_Kept from the previous report: no committed rows{where} for it; "
+        f"`limelight report {sections}` regenerates it._"
+    )
+    if body.lstrip().startswith("_Kept from the previous report"):
+        body = body.lstrip().split("\n", 1)[1] if "\n" in body.lstrip() else ""
+    return [heading, "", note, "", body.strip(), ""]
+
+
+def previous_sections(report: Path) -> dict[str, str]:
+    """The ``## `` sections of an existing report: heading -> body."""
+    if not report.is_file():
+        return {}
+    sections: dict[str, str] = {}
+    heading = None
+    for line in report.read_text().splitlines():
+        if line.startswith("## "):
+            heading = line
+            sections[heading] = ""
+        elif heading is not None:
+            sections[heading] += line + "\n"
+    return sections
 
 
 def _trial_time(frame: pd.DataFrame) -> str:
@@ -482,6 +537,16 @@ and an absolute `--storage` every node reaches.
 # --------------------------------------------------------------------------- entry
 
 
+def section_names(specs: Sequence[SweepSpec]) -> tuple[str, ...]:
+    """The report's sections: one per sweep (its data set), then the shortcut benchmark."""
+    return (*(spec.dataset for spec in specs), SHORTCUT_SECTION)
+
+
+def rows_folder(out: Path) -> Path:
+    """Where a report's rows are committed: ``<out stem>/rows/<sweep>.parquet``."""
+    return out.with_suffix("") / "rows"
+
+
 def generate_report(
     spec_paths: Sequence[str],
     *,
@@ -489,27 +554,63 @@ def generate_report(
     out: Path,
     run: bool = True,
     shortcut: bool = True,
+    sections: Sequence[str] | None = None,
     data_dir: str = "data",
     progress: Callable[[str], None] = log.info,
 ) -> Path:
-    """Run what is missing, then write the report to ``out`` (atomically) and its
-    figures next to it (``<out stem>/``)."""
+    """Run what ``sections`` (default: all) lack, commit their rows beside the report,
+    then write the report to ``out`` (atomically) from every section's committed rows,
+    and its figures next to it (``<out stem>/``).
+
+    Each section's rows go to ``rows_folder(out)/<sweep>.parquet``, replacing only that
+    section's file: a section regenerated later (``--section NAME``, another machine)
+    leaves the others as they are, and the markdown re-renders without training. A
+    section with no committed rows keeps the previous report's text, marked.
+    """
     specs = [load_spec(path) for path in spec_paths]
-    if run:
-        for spec in specs:
-            ensure_sweep(spec, storage, data_dir=data_dir, progress=progress)
-        if shortcut:
+    valid = section_names(specs)
+    chosen = tuple(sections or valid)
+    unknown = [name for name in chosen if name not in valid]
+    if unknown:
+        raise ConfigError(
+            "section", f"unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
+        )
+    rows_dir = rows_folder(out)
+    for spec in specs:
+        if spec.dataset in chosen:
+            if run:
+                ensure_sweep(spec, storage, data_dir=data_dir, progress=progress)
+            _commit_rows(storage, spec.name, rows_dir, progress)
+    if shortcut and SHORTCUT_SECTION in chosen:
+        if run:
             ensure_shortcut(storage, progress=progress)
-    names = {spec.name for spec in specs} | {SHORTCUT_SWEEP}
-    frame = read_leaderboard(storage)
-    frame = frame[frame["sweep"].isin(names)]
+        _commit_rows(storage, SHORTCUT_SWEEP, rows_dir, progress)
+    names = [spec.name for spec in specs] + [SHORTCUT_SWEEP]
+    frame = committed_rows(rows_dir, names)
     figures = save_report_figures(specs, frame, out.with_suffix(""))
-    text = render_report(ReportInputs(specs, frame, figures), out)
+    inputs = ReportInputs(specs, frame, figures, previous_sections(out), rows_dir)
+    text = render_report(inputs, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(out)
     return out
+
+
+def _commit_rows(storage: str, sweep: str, rows_dir: Path, progress: Callable[[str], None]) -> None:
+    count = export_rows(storage, sweep, rows_dir / f"{sweep}.parquet")
+    if count:
+        progress(f"{sweep}: {count} rows committed to {rows_dir / f'{sweep}.parquet'}")
+
+
+def committed_rows(rows_dir: Path, sweeps: Sequence[str]) -> pd.DataFrame:
+    """The rows committed for ``sweeps`` (the ones with a file), as one frame."""
+    frames = [
+        read_rows_file(rows_dir / f"{sweep}.parquet")
+        for sweep in sweeps
+        if (rows_dir / f"{sweep}.parquet").is_file()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else empty_leaderboard()
 
 
 def ensure_shortcut(storage: str, *, progress: Callable[[str], None] = log.info) -> None:
