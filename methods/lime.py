@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from methods.attacks import model_mode
+from methods.lime_sampling import DEFAULT_SAMPLER, SAMPLERS, kernel_weights, sample_masks
 from methods.options import ConfigError, option, validate
 
 __all__ = [
@@ -97,6 +98,14 @@ class LimeSettings:
     )
     ridge_alpha: float = option(1.0, help="L2 penalty of the surrogate", low=0.0)
     seed: int = option(0, help="seed of the LIME masks", low=0)
+    sampler: str = option(
+        DEFAULT_SAMPLER,
+        help="how the masks are drawn: orthogonal (randomized Hadamard designs with "
+        "foldovers: the same explanation from about half the samples, "
+        "docs/explain.md), paired (each mask and its complement), stratified (by kept "
+        "count), iid (as the lime package)",
+        choices=SAMPLERS,
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -264,8 +273,15 @@ class LimeExplainer:
     def _explain_group(self, images, targets, predicted, indices, segments, settings):
         masks, perturbed = [], []
         for image, index, seg in zip(images, indices, segments, strict=True):
-            z = _sample_masks(int(seg.max()) + 1, settings.num_samples, settings.seed, index)
-            masks.append(z)
+            z, corrections = sample_masks(
+                settings.sampler,
+                int(seg.max()) + 1,
+                settings.num_samples,
+                settings.seed,
+                index,
+                kernel_width=settings.kernel_width,
+            )
+            masks.append((z, corrections))
             perturbed.append(_perturb(image, torch.from_numpy(seg), z, settings.fill))
         stacked = torch.cat(perturbed).to(self.device, non_blocking=True)
         probs = self._predict(stacked).cpu().double().view(len(images), settings.num_samples, -1)
@@ -280,23 +296,15 @@ class LimeExplainer:
     @staticmethod
     def _fit_all(masks, segments, targets, predicted, probs, settings) -> list[Explanation]:
         explanations = []
-        for i, (z, seg) in enumerate(zip(masks, segments, strict=True)):
+        for i, ((z, corrections), seg) in enumerate(zip(masks, segments, strict=True)):
             target = int(targets[i])
             weights, intercept, score = fit_surrogate(
-                z.double().numpy(), probs[i, :, target].numpy(), settings
+                z.double().numpy(), probs[i, :, target].numpy(), settings, corrections
             )
             explanations.append(
                 Explanation(seg, weights, intercept, score, target, int(predicted[i]))
             )
         return explanations
-
-
-def _sample_masks(num_segments: int, num_samples: int, seed: int, index: int) -> torch.Tensor:
-    """(num_samples, S) uniform binary masks; row 0 keeps everything (as in ``lime``)."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-    z = torch.randint(0, 2, (num_samples, num_segments), generator=generator, dtype=torch.uint8)
-    z[0] = 1
-    return z
 
 
 def _perturb(
@@ -319,23 +327,27 @@ def _perturb(
 
 
 def fit_surrogate(
-    masks: np.ndarray, target_probs: np.ndarray, settings: LimeSettings
+    masks: np.ndarray,
+    target_probs: np.ndarray,
+    settings: LimeSettings,
+    row_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """``lime``'s weighted ridge, in closed form.
 
     Args:
         masks: (n, S) 0/1 samples; row 0 is the all-ones mask.
         target_probs: (n,) model probability of the target class on each sample.
+        row_weights: a sampler's corrections (``methods.lime_sampling``: ``stratified``),
+            multiplied into the kernel weights so that its design fits the same weighted
+            ridge as i.i.d. masks; None for uniform rows.
 
     Returns:
         (weights (S,), intercept, weighted R^2).
     """
     num_segments = masks.shape[1]
-    kept = masks.sum(1)
-    # Cosine distance to the all-ones mask: 1 - k / (sqrt(k) sqrt(S)); an all-zero mask
-    # has distance 1 (scikit-learn's convention, which lime inherits).
-    distance = 1.0 - np.sqrt(kept / num_segments)
-    sample_weight = np.sqrt(np.exp(-(distance**2) / settings.kernel_width**2))
+    sample_weight = kernel_weights(masks.sum(1), num_segments, settings.kernel_width)
+    if row_weights is not None:
+        sample_weight = sample_weight * row_weights
     total = sample_weight.sum()
     x_mean = sample_weight @ masks / total
     y_mean = sample_weight @ target_probs / total

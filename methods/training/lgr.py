@@ -16,6 +16,7 @@ from torch import nn
 
 from methods.attacks import FGSM, PGD, Attack
 from methods.lime import SPURIOUS_STRATEGIES, samples_option
+from methods.lime_sampling import DEFAULT_SAMPLER, SAMPLERS
 from methods.options import ConfigError, Options, option
 from methods.saliency import mask_with_noise
 from methods.training import _options
@@ -115,6 +116,12 @@ class LGROptions(Options):
         open_low=True,
     )
     lime_samples: int = samples_option(1000, "LIME perturbations per image")
+    lime_sampler: str = option(
+        DEFAULT_SAMPLER,
+        help="how LIME draws its masks: orthogonal (about half the samples for the same "
+        "explanation, docs/explain.md), paired, stratified, iid (as the lime package)",
+        choices=SAMPLERS,
+    )
     start_checkpoint: str | None = option(
         None, help="checkpoint to refine (default: pretrain with ERM first)", metavar="PATH"
     )

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fields(
         parser.add_argument_group("LIME"),
         LimeSettings,
-        include=("num_samples", "segmentation", "n_segments", "seed"),
+        include=("num_samples", "segmentation", "n_segments", "seed", "sampler"),
     )
     add_fields(parser, RunSettings, exclude=("out", "workers", "gpus_per_worker"))
 

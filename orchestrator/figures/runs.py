@@ -124,7 +124,11 @@ def explain_refinement(
     options = run.options
     indices = list(range(min(count, len(dataset.train))))
     images, labels = dataset.train.tensors(torch.tensor(indices))
-    settings = LimeSettings(num_samples=num_samples or options.lime_samples, seed=run.config.seed)
+    settings = LimeSettings(
+        num_samples=num_samples or options.lime_samples,
+        seed=run.config.seed,
+        sampler=options.lime_sampler,
+    )
     settings = settings.resolved(min(dataset.input_shape[1:]))  # as explain_split does
     # "predicted": each model explains its own class, as in the rounds.
     targets = labels if options.explain_label == "true" else None

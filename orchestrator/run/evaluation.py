@@ -33,7 +33,11 @@ def lime_settings(config: Mapping[str, Any]) -> LimeSettings | None:
     masked-accuracy curve in LIME's order. None for every other method."""
     if config.get("method") != "lgr":
         return None
-    return LimeSettings(num_samples=int(config["lime_samples"]), seed=int(config["seed"]))
+    # A config from before the sampler option explained with i.i.d. masks.
+    sampler = str(config.get("lime_sampler", "iid"))
+    return LimeSettings(
+        num_samples=int(config["lime_samples"]), seed=int(config["seed"]), sampler=sampler
+    )
 
 
 def evaluate_split(

@@ -120,7 +120,11 @@ def _explanations(
     runs = []
     for run_ in range(count):
         # Seeds far apart: image i's masks are drawn from (seed, i).
-        settings = LimeSettings(num_samples=options.lime_samples, seed=config.seed + 7919 * run_)
+        settings = LimeSettings(
+            num_samples=options.lime_samples,
+            seed=config.seed + 7919 * run_,
+            sampler=options.lime_sampler,
+        )
         report = explain_split(
             str(checkpoint),
             dataset,
@@ -227,7 +231,10 @@ def _write_overlays(writer, model, dataset: Dataset, config: TrainConfig, round_
     from orchestrator.figures.overlays import explanation_figure
 
     images, labels = dataset.test.tensors(slice(0, OVERLAY_IMAGES))
-    settings = LimeSettings(num_samples=_lgr(config).lime_samples, seed=config.seed)
+    options = _lgr(config)
+    settings = LimeSettings(
+        num_samples=options.lime_samples, seed=config.seed, sampler=options.lime_sampler
+    )
     explanations = LimeExplainer(model).explain(images, labels, settings)
     for i, explanation in enumerate(explanations):
         figure = explanation_figure(images[i].numpy(), explanation, title=f"round {round_}")

@@ -333,6 +333,7 @@ NOT_IN_THE_LOSS: dict[str, dict[str, str]] = {
         "explain_label": _ROUNDS,
         "explain_fraction": _ROUNDS,
         "lime_samples": _ROUNDS,
+        "lime_sampler": _ROUNDS,
         "start_checkpoint": _ROUNDS,
         "pretrain_epochs": _ROUNDS,
     },
