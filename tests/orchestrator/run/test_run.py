@@ -104,9 +104,10 @@ def test_storage_comes_from_the_environment(monkeypatch, tmp_path):
 
 def test_a_relative_root_is_refused_inside_a_ray_job(monkeypatch):
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
-    with pytest.raises(ConfigError, match="absolute path or a URI") as error:
+    with pytest.raises(ConfigError, match="absolute path every node reaches") as error:
         RunSettings(storage="results")
     assert error.value.field == "storage"
+    assert "limelight explain also takes a URI" in error.value.message  # not sweeps
     assert RunSettings(storage="/abs/root").storage == "/abs/root"
     assert RunSettings(storage="s3://bucket/root").storage == "s3://bucket/root"
 
