@@ -522,7 +522,7 @@ def _means(group: pd.DataFrame) -> dict[str, float]:
 
 
 def _share(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
+    return "-" if value is None else f"{100 * value:.0f}%".replace("-0%", "0%")
 
 
 def _relative(path: Path, out: Path) -> str:

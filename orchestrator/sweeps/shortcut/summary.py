@@ -104,7 +104,7 @@ def _mean_std(mean: float, std: float) -> str:
 
 
 def _share(value: float) -> str:
-    return "-" if math.isnan(value) else f"{100 * value:.0f}%"
+    return "-" if math.isnan(value) else f"{100 * value:.0f}%".replace("-0%", "0%")
 
 
 def format_summary(summary: pd.DataFrame) -> str:
