@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     train_eps = "" if resolved.attack_eps is None else f", train eps {resolved.attack_eps:g}"
     print(
         f"\n{resolved.method} on {resolved.dataset} ({resolved.model_name}), "
-        f"{result.history[-1].epoch} epochs, seed {resolved.seed}{train_eps}, "
-        f"{result.wall_s:.1f}s"
+        f"{result.history[-1].epoch} epochs, seed {resolved.seed}{train_eps}: "
+        f"{result.train_s:.1f}s training, {result.eval_s:.1f}s evaluation"
     )
     print(format_results([(resolved.method, result.evaluation)]))
     print(f"checkpoint: {result.checkpoint}\ntensorboard --logdir {result.logdir}")

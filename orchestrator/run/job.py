@@ -94,6 +94,7 @@ def evaluated_result(
     (``started``: its ``time.perf_counter()`` at the start)."""
     train_eps = config.attack_eps or config.monitor_eps
     lime = lime_settings(config.to_dict())
+    eval_started = time.perf_counter()
     evaluation = evaluate_split(model, dataset, eval_config, train_eps, device, lime=lime)
     on_validation = None
     record = {"checkpoint": str(checkpoint), **evaluation.to_dict()}
@@ -120,4 +121,5 @@ def evaluated_result(
         logdir=checkpoint.parent / TENSORBOARD_DIR,
         wall_s=time.perf_counter() - started,
         validation=on_validation,
+        eval_s=time.perf_counter() - eval_started,
     )

@@ -28,6 +28,13 @@ class RunResult:
     wall_s: float
     #: The same evaluation on the held-out validation split (``config.val_fraction``).
     validation: EvalResult | None = None
+    #: Seconds of ``wall_s`` spent evaluating (test and validation splits, eval.json).
+    eval_s: float = 0.0
+
+    @property
+    def train_s(self) -> float:
+        """Seconds of ``wall_s`` before the evaluation: training (or resuming it)."""
+        return self.wall_s - self.eval_s
 
     @property
     def run_dir(self) -> Path:

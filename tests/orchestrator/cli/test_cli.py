@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -266,3 +267,13 @@ def test_sgt_draws_saliency_to_tensorboard(tmp_path):
     recorded = json.loads((tmp_path / "config.json").read_text())
     assert recorded["mask_ratio"] == 0.3 and recorded["saliency_target"] == "log_prob"
     assert recorded["saliency_mode"] == "eval"  # SGT's own default
+
+
+def test_the_train_summary_gives_training_and_evaluation_seconds_apart(tmp_path, capsys):
+    argv = ["train", "--method", "erm", "--epochs", "1", "--out", str(tmp_path / "run")]
+    argv += ["--limit", "20", "--eval-mode", "pgd", "--pgd-steps", "2", "--no-audit-probes"]
+    assert main([*argv, "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"1 epochs, seed 0: (\d+\.\d)s training, (\d+\.\d)s evaluation", out)
+    assert match, out
+    assert float(match.group(1)) > 0 and float(match.group(2)) > 0
