@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,9 +61,9 @@ def _describe_default(value: Any) -> str | None:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _help(field: dataclasses.Field) -> str:
+def _help(field: dataclasses.Field, default: Any = dataclasses.MISSING) -> str:
     text = field.metadata["help"]
-    default = _describe_default(field.default)
+    default = _describe_default(field.default if default is dataclasses.MISSING else default)
     if default is not None and "(default" not in text:
         text += f" (default: {default})"
     return text
@@ -106,16 +106,19 @@ def add_fields(
     *,
     exclude: Iterable[str] = (),
     include: Iterable[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """One flag per ``option`` field of dataclass ``cls`` (only ``include`` when given,
-    never ``exclude``)."""
+    never ``exclude``). ``defaults``: this command's own default of a field, shown in
+    its help (the command must apply it: ``given`` returns only what the user typed)."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in exclude or not field.metadata.get("flag", False):
             continue
         if include is not None and field.name not in include:
             continue
-        kwargs = _argument_kwargs(field, hints[field.name], _help(field))
+        default = (defaults or {}).get(field.name, dataclasses.MISSING)
+        kwargs = _argument_kwargs(field, hints[field.name], _help(field, default))
         name = field.name if field.metadata.get("positional") else flag_name(field.name)
         parser.add_argument(name, **kwargs)
 

@@ -277,3 +277,28 @@ def test_the_train_summary_gives_training_and_evaluation_seconds_apart(tmp_path,
     match = re.search(r"1 epochs, seed 0: (\d+\.\d)s training, (\d+\.\d)s evaluation", out)
     assert match, out
     assert float(match.group(1)) > 0 and float(match.group(2)) > 0
+
+
+@pytest.mark.parametrize(
+    ("verb", "flags", "mode"),
+    [
+        ("train", [], "fast"),  # proportionate to a training command (docs/evaluation.md)
+        ("train", ["--eval-mode", "standard"], "standard"),
+        ("evaluate", ["--checkpoint", "x.pt"], "standard"),  # the numbers one reports
+    ],
+)
+def test_which_ensemble_each_command_evaluates_with(verb, flags, mode, capsys):
+    from orchestrator.cli import build_parser, train
+    from orchestrator.config import EvalConfig
+    from orchestrator.flags import given
+
+    args = build_parser([verb]).parse_args([verb, *flags])
+    if verb == "train":
+        assert train.configs(args)[2].eval_mode == mode
+    else:
+        assert EvalConfig(**given(args, EvalConfig)).eval_mode == mode
+    with pytest.raises(SystemExit):
+        build_parser([verb]).parse_args([verb, "--help"])
+    shown = {"train": "fast", "evaluate": "standard"}[verb]  # the command's own default
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"pgd (the papers' FGSM/PGD only) (default: {shown})" in help_text
