@@ -234,3 +234,61 @@ def test_unknown_sampler_names_the_field():
     assert "'sobol'" in err.value.message
     for name in SAMPLERS:
         assert name in err.value.message
+
+
+# ----------------------------------------------------------------------------- (e) two-stage
+
+
+@pytest.mark.parametrize(("segments", "budget"), [(16, 125), (16, 500), (49, 125), (49, 250)])
+def test_two_stage_first_stage_is_every_levels_prefix(segments, budget):
+    # Stage 2 continues the image's own orthogonal stream: no stage-1 row is wasted.
+    bench = _benchmark()
+    n1 = bench.stage_one_size(budget, segments)
+    assert 1 < n1 <= budget / 2 + 1 and (n1 - 1) % design_order(segments) == 0
+    first, draws = bench.two_stage_designs(segments, budget, 2, 7)
+    levels = [n for n, _ in draws]
+    assert levels[0] == n1 and budget in levels and levels == sorted(levels)
+    for n, masks in draws:
+        assert masks.shape == (n, segments)
+        assert np.array_equal(masks[:n1], first)
+        assert np.array_equal(masks, sample_masks("orthogonal", segments, n, 2, 7)[0].numpy())
+
+
+@pytest.mark.parametrize(("segments", "rows"), [(16, 41), (16, 61), (49, 61), (49, 241)])
+def test_jackknife_units_are_foldover_pairs(segments, rows):
+    masks = sample_masks("orthogonal", segments, rows, 0, 1)[0].numpy()
+    units = _benchmark().jackknife_units(rows, segments)
+    covered = np.sort(np.concatenate(units))
+    assert np.array_equal(covered, np.arange(1, rows))
+    for unit in units:
+        if len(unit) == 2:
+            assert np.array_equal(masks[unit[0]], 1 - masks[unit[1]])
+
+
+def test_jackknife_ratio_falls_with_samples():
+    ratio = _benchmark().jackknife_noise_ratio
+    small = [ratio(*_xy(33, seed), SETTINGS)[0] for seed in range(4)]
+    large = [ratio(*_xy(257, seed), SETTINGS)[0] for seed in range(4)]
+    assert np.median(large) < np.median(small) / 3
+
+
+def _xy(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    z = sample_masks("orthogonal", SEGMENTS, rows, seed, 3)[0].numpy().astype(np.float64)
+    return z, _target(z)
+
+
+def test_allocate_keeps_the_mean_budget_and_the_order():
+    bench = _benchmark()
+    levels = bench.stage_levels(250, 49)
+    n1, cap = levels[0], levels[-1]
+    ratios = np.random.default_rng(0).lognormal(size=300)
+    ratios[:5] = 0.0
+    ratios[5] = np.inf
+    sizes = bench.allocate(ratios, levels, 250)
+    assert 240 <= sizes.mean() <= 250
+    assert set(sizes) <= set(levels) and sizes.min() == n1 and sizes[5] == cap
+    assert (sizes[:5] == n1).all()
+    order = np.argsort(ratios, kind="stable")
+    assert (np.diff(sizes[order]) >= 0).all()
+    with pytest.raises(ValueError):
+        bench.allocate(ratios, levels, int(n1) - 1)
