@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 
 # The main job, on the embedded digits data set: the demo sweep (Ray Tune + Optuna over
 # SGT's and ASGT's masking ratio, KL weight and attack eps; 4 trials), which prints its
-# leaderboard and the TensorBoard command. Re-running adds a new sweep's rows.
+# leaderboard and the TensorBoard command. Re-running finishes the same sweep (--finish:
+# a complete one is not run again, nothing is appended twice).
 run: setup
 	$(BIN)/limelight sweep search_spaces/demo.yaml --storage $(STORAGE) --finish
 	$(BIN)/limelight leaderboard --storage $(STORAGE) --group-by method,dataset --sort robust_acc_mean
