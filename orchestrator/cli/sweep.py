@@ -85,10 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.leaderboard import LeaderboardQuery, leaderboard_text
-    from orchestrator.storage import local_root
     from orchestrator.sweeps.report import print_line
     from orchestrator.sweeps.spec import load_spec
-    from orchestrator.sweeps.tune import restorable, run_sweep
+    from orchestrator.sweeps.tune import run_sweep
 
     request = from_flags(args, SweepRequest)
     settings = from_flags(args, RunSettings)
@@ -98,15 +97,11 @@ def run(args: argparse.Namespace) -> int:
     for field in ("name", "trials", "max_concurrent", "sampler_seed"):
         if getattr(request, field) is not None:
             spec = dataclasses.replace(spec, **{field: getattr(request, field)})
-    resume = request.resume
-    if request.finish:
-        root = local_root(settings.storage, "a sweep writes its run directories").resolve()
-        resume = restorable(root / spec.name)
     report = run_sweep(
         spec,
         storage=settings.storage,
         address=settings.address,
-        resume=resume,
+        resume=None if request.finish else request.resume,
         smoke=request.smoke,
         data_dir=settings.data_dir,
         progress=print_line,

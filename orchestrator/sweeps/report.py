@@ -389,12 +389,10 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
         "LGR's rows have it also with LIME's superpixels as the order.",
         "",
     ]
-    missing = []
     for spec in inputs.specs:
         rows = ok[ok["sweep"] == spec.name]
         heading = f"## {spec.dataset}"
         if rows.empty:
-            missing.append(spec.dataset)
             parts += _kept(inputs, heading, spec.dataset)
             continue
         parts += [heading, ""]
@@ -412,8 +410,8 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
         ("## The papers' claims", claims_section),
         ("## Protocol", protocol_section),
     ):
-        if missing and heading in inputs.previous:  # it needs every section's rows
-            parts += _kept(inputs, heading, ",".join(missing))
+        if kept and heading in inputs.previous:  # it needs every section's rows
+            parts += _kept(inputs, heading, ",".join(kept))
         else:
             parts += [heading, "", render(inputs.specs, frame), ""]
     parts += [COMMANDS]

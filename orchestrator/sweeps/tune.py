@@ -387,12 +387,14 @@ def run_sweep(
     *,
     storage: str,
     address: str | None = None,
-    resume: bool = False,
+    resume: bool | None = False,
     smoke: bool = False,
     data_dir: str = "data",
     progress: Callable[[str], None] = log.info,
 ) -> SweepReport:
-    """Run (or with ``resume`` finish) the sweep ``spec`` under the results root.
+    """Run (or with ``resume`` finish) the sweep ``spec`` under the results root;
+    ``resume=None`` resumes when there is a sweep to restore and starts one otherwise
+    (``--finish``).
 
     ``data_dir`` is made absolute here (trials run in other working directories); on a
     cluster it must be a path every node reaches. The same sweep again (its name under
@@ -401,6 +403,8 @@ def run_sweep(
     root = _absolute_root(storage)
     experiment = Path(root) / spec.name
     can_restore = restorable(experiment)
+    if resume is None:
+        resume = can_restore
     if resume and not can_restore:
         raise ConfigError("resume", f"no sweep to resume at {experiment}")
     with claim_sweep(root, spec.name, resume=resume, restorable=can_restore):

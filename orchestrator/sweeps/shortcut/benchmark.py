@@ -17,7 +17,7 @@ import pandas as pd
 from methods.loop import NonFiniteLossError
 from orchestrator.config import ConfigError, RunSettings
 from orchestrator.layout import CHECKPOINT_NAME, round_dir
-from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard
+from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard, read_trial_row
 from orchestrator.sweeps.shortcut.plan import (
     DATASET,
     PlannedModel,
@@ -200,14 +200,16 @@ def _oracle_shares(
     nothing for ERM, the control, the oracle itself, or without both rows."""
     if model.label in ("erm", "control") or model.trial_id == oracle_trial(model.seed):
         return {}
-    rows = read_leaderboard(plan.root, plan.name)
-    rows = rows[rows["status"] == "ok"].set_index("trial_id")
-    erm, oracle = erm_trial(model.seed), oracle_trial(model.seed)
-    if erm not in rows.index or oracle not in rows.index:
+    # Two part files, not the whole benchmark's rows: this runs once per model.
+    erm, oracle = (
+        read_trial_row(plan.root, plan.name, trial)
+        for trial in (erm_trial(model.seed), oracle_trial(model.seed))
+    )
+    if erm is None or oracle is None or erm["status"] != "ok" or oracle["status"] != "ok":
         return {}
     shares = {}
     for metric, column in (("follow", "shortcut_follow_rate"), ("acc", "shortcut_acc")):
-        reference = (rows.at[erm, column], rows.at[oracle, column])
+        reference = (erm[column], oracle[column])
         shares[f"oracle_{metric}_share"] = oracle_share(*reference, values[column])
     return shares
 
