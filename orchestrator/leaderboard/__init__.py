@@ -1,23 +1,18 @@
-"""The leaderboard: one row per finished trial, as one Hive-partitioned Parquet data set.
+"""The leaderboard: one row per finished trial, in one Delta Lake table per results root.
 
-``<root>/leaderboard/sweep=<sweep>/<trial file>.parquet`` holds one row each. One file
-per trial (rather than one file per sweep) is what lets many trials finish at once
-without a lock: each writes its own file under a temporary name starting with ``.``
-(which Parquet readers skip) and renames it, so a reader never sees half a row and no
-writer can lose another's. The file name is a function of the trial id alone, so a
-re-run trial replaces its row instead of adding a second.
+``<root>/leaderboard/`` is the table (``io``): rows are appended, one commit each (a
+reader never sees half of one; writers at once lose nothing), and readers keep the
+newest row per (sweep, trial_id). ``maintain`` (the end of every sweep) drops
+superseded rows, compacts and vacuums; ``repair`` quarantines an unreadable data file.
+``deltalake`` reads the table as Arrow, and so pandas and DuckDB (docs/sweeps.md);
+``read_leaderboard`` adds the newest-row rule and reads only the columns asked for.
+``query`` and ``format_frame`` are what ``limelight leaderboard`` prints
+(``leaderboard_text`` of a ``LeaderboardQuery``).
 
-The data set is plain Parquet: ``pandas.read_parquet(f"{root}/leaderboard")`` and DuckDB's
-``read_parquet('<root>/leaderboard/**/*.parquet', hive_partitioning=true)`` read it
-directly; ``read_leaderboard`` adds what they do not (old part files missing newer
-columns read as null, an unreadable part is skipped with a warning). ``query`` and
-``format_frame`` are what ``limelight leaderboard`` prints (``leaderboard_text`` of a
-``LeaderboardQuery``).
-
-By job: ``schema`` (the columns, ``LeaderboardRow`` and its value checks), ``io``
-(atomic part files, ``append_row``, ``read_leaderboard``), ``queries`` (``query``:
-filter, group, sort; ``LeaderboardQuery``, ``leaderboard_text``) and ``formats`` (table,
-csv, json, markdown). The command line is ``orchestrator.cli.leaderboard``.
+By job: ``schema`` (the columns, ``LeaderboardRow`` and its value checks), ``io`` (the
+table), ``queries`` (``query``: filter, group, sort; ``LeaderboardQuery``,
+``leaderboard_text``) and ``formats`` (table, csv, json, markdown). The command line is
+``orchestrator.cli.leaderboard``.
 
 This package imports neither Ray nor torch: reading results must stay cheap.
 """
@@ -30,14 +25,18 @@ from orchestrator.leaderboard.formats import (
 )
 from orchestrator.leaderboard.io import (
     FOLDER,
-    PARTITION,
+    QUARANTINE,
+    SWEEP,
+    RepairReport,
     append_row,
+    append_rows,
     empty_leaderboard,
     export_rows,
+    maintain,
     read_leaderboard,
     read_rows_file,
     read_trial_row,
-    trial_file_name,
+    repair,
 )
 from orchestrator.leaderboard.queries import LeaderboardQuery, leaderboard_text, query
 from orchestrator.leaderboard.schema import (
@@ -58,22 +57,26 @@ __all__ = [
     "FOLDER",
     "FORMATS",
     "METRIC_COLUMNS",
-    "PARTITION",
+    "QUARANTINE",
     "SCHEMA",
     "STATUSES",
+    "SWEEP",
     "TABLE_HIDDEN",
     "TABLE_PROVENANCE",
     "LeaderboardQuery",
     "LeaderboardRow",
+    "RepairReport",
     "append_row",
+    "append_rows",
     "empty_leaderboard",
     "encode_config",
     "export_rows",
     "format_frame",
     "leaderboard_text",
+    "maintain",
     "query",
     "read_leaderboard",
     "read_rows_file",
     "read_trial_row",
-    "trial_file_name",
+    "repair",
 ]

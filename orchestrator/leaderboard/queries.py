@@ -7,7 +7,9 @@ Bad input raises ``ConfigError`` naming the argument (the field of ``Leaderboard
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +17,17 @@ from pathlib import Path
 import pandas as pd
 
 from methods.options import ConfigError, option, validate
-from orchestrator.leaderboard.formats import FORMATS, format_frame
+from orchestrator.leaderboard.formats import (
+    FORMATS,
+    TABLE_HIDDEN,
+    TABLE_PROVENANCE,
+    format_frame,
+)
 from orchestrator.leaderboard.io import FOLDER, read_leaderboard
-from orchestrator.leaderboard.schema import METRIC_COLUMNS
+from orchestrator.leaderboard.schema import METRIC_COLUMNS, SCHEMA
 from orchestrator.storage import DEFAULT_STORAGE, STORAGE_ENV, default_root, is_uri
 
-__all__ = ["LeaderboardQuery", "leaderboard_text", "query"]
+__all__ = ["LeaderboardQuery", "leaderboard_text", "needed_columns", "query"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def leaderboard_text(request: LeaderboardQuery) -> str:
     if not is_uri(root) and not Path(root).is_dir():  # a typo is not an empty leaderboard
         raise ConfigError("storage", f"{root} does not exist (the results root of a sweep)")
     try:
-        frame = read_leaderboard(root, request.sweep)
+        frame = read_leaderboard(root, request.sweep, columns=needed_columns(request))
     except (OSError, ValueError) as error:  # pyarrow: unknown URI scheme, bucket, network
         where = f"{str(root).rstrip('/')}/{FOLDER}"
         raise ConfigError("storage", f"cannot read {where}: {_one_line(error)}") from error
@@ -99,6 +106,36 @@ def leaderboard_text(request: LeaderboardQuery) -> str:
         group_by=None if request.group_by is None else list(request.group_by),
     )
     return format_frame(frame, request.format, selected=columns is not None)
+
+
+def needed_columns(request: LeaderboardQuery) -> list[str] | None:
+    """The columns ``request`` shows or uses (None: all). Reading only these is most of
+    the speed at 100,000 rows: the curves and the config JSON of every row cost seconds
+    and a gigabyte to turn into Python objects (docs/sweeps.md)."""
+    if request.format in ("csv", "json") and request.columns is None and not request.group_by:
+        return None  # the raw formats keep every column
+    names: set[str] = {"trial_id", "created_at"}  # the rows' order (read_leaderboard)
+    if request.group_by:
+        names |= {*request.group_by, *METRIC_COLUMNS}
+    elif request.columns is None:
+        hidden = {*TABLE_HIDDEN, *TABLE_PROVENANCE}
+        names |= {name for name in SCHEMA.names if name not in hidden}
+    for name in (*(request.columns or ()), *([request.sort] if request.sort else [])):
+        names.add(re.sub(r"_(mean|std)$", "", name))  # a grouped column's metric
+    names |= _identifiers(request.where or "")
+    return sorted(names)
+
+
+def _identifiers(expression: str) -> set[str]:
+    """The names in a ``--where`` expression (a wrong one still reads, then fails in
+    ``_where`` with the columns listed)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(expression).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return set(SCHEMA.names)
+    names = {token.string for token in tokens if token.type == tokenize.NAME}
+    names |= {token.string.strip("`") for token in tokens if token.string.startswith("`")}
+    return names
 
 
 def query(

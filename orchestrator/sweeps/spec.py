@@ -337,7 +337,7 @@ def parse_spec(text: Mapping[str, Any], *, default_name: str = "sweep") -> Sweep
                 raise ConfigError(f"train.{key}", f"give {key} at {where}")
     search = _per_method("search", _mapping("search", text.get("search", {})), methods, _domain)
     for method in methods:
-        _check_method(method, dataset, model, fixed[method], search[method])
+        _check_method(method, dataset, model, fixed[method], search[method], text)
     eval_config = _eval(_mapping("eval", text.get("eval", {})))
     spec = SweepSpec(
         name=name,
@@ -436,18 +436,32 @@ def _parsed(parse: Any, path: str, value: Any) -> Any:
 
 def _check_method(
     method: str, dataset: str, model: str | None, fixed: Mapping[str, Any],
-    search: Mapping[str, Domain],
+    search: Mapping[str, Domain], text: Mapping[str, Any],
 ) -> None:  # fmt: skip
     """Build the method's config at every end of every domain: an unknown field, one the
-    method does not use, or a value outside its range names the key path."""
+    method does not use, or a value outside its range names the key path as the spec
+    wrote it (``train.sgt.mask_ratio`` for a key under the method's own part)."""
     base = {**fixed, "method": method, "dataset": dataset}
     if model is not None:
         base["model"] = model
-    _as_config(base, lambda key: "model" if key == "model" else f"train.{key}")
+    _as_config(
+        base, lambda key: "model" if key == "model" else _key_path(text, "train", method, key)
+    )
     for key, domain in search.items():
+        path = _key_path(text, "search", method, key)
         for value in domain.endpoints():
-            path = f"search.{key}"
             _as_config({**base, key: value}, lambda _k, p=path, d=domain: f"{p}.{_kind(d)}")
+
+
+def _key_path(text: Mapping[str, Any], section: str, method: str, key: str) -> str:
+    """``section.method.key`` where the spec gave ``key`` under the method, else
+    ``section.key``."""
+    own = (text.get(section) or {}).get(method)
+    return (
+        f"{section}.{method}.{key}"
+        if isinstance(own, Mapping) and key in own
+        else f"{section}.{key}"
+    )
 
 
 def _as_config(values: dict[str, Any], path_of: Any) -> TrainConfig:

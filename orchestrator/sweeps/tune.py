@@ -5,7 +5,7 @@ Layout under the results root: ``<root>/<sweep>/`` holds the Tune experiment,
 ``spec.yaml`` (the resolved spec), Tune's trial folders (their TensorBoard events hold
 the per-epoch reports and the HParams summary), and ``runs/<trial_id>/`` per trial
 (the run directory: checkpoint, config.json, eval.json, TensorBoard curves); rows go
-to ``<root>/leaderboard/sweep=<sweep>/<trial_id>.parquet``.
+to the leaderboard table ``<root>/leaderboard/`` (sweep ``<sweep>``, trial ``<trial_id>``).
 
 Model selection never sees the test split: trials hold out ``val_fraction`` of the
 training split; the per-epoch metrics ASHA sees and the objective Optuna sees are on
@@ -47,7 +47,14 @@ from orchestrator.layout import (
     RUNS_DIR,
     trial_run_dir,
 )
-from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard, read_trial_row
+from orchestrator.leaderboard import (
+    LeaderboardRow,
+    append_row,
+    append_rows,
+    maintain,
+    read_leaderboard,
+    read_trial_row,
+)
 from orchestrator.storage import local_root
 from orchestrator.sweeps.claim import claim_sweep
 from orchestrator.sweeps.rows import config_id, objective_metrics, result_row
@@ -412,6 +419,10 @@ def run_sweep(
                     address=address, progress=progress)  # fmt: skip
 
 
+#: How often Tune starts a failed trial again (``FailureConfig.max_failures``).
+TRIAL_RETRIES = 2
+
+
 def _fit(
     spec: SweepSpec,
     root: str,
@@ -450,6 +461,10 @@ def _fit(
         name=spec.name,
         storage_path=root,
         callbacks=[_rows_callback(spec, root, progress), HParamsLogger(spec)],
+        # A trial on a node that is lost runs again elsewhere, resuming from its run
+        # folder (benchmarks/sweep_scale.py --node-loss); the price: a trial that fails
+        # by itself fails TRIAL_RETRIES + 1 times before its error row.
+        failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
         verbose=0,
     )
     if resume:
@@ -497,6 +512,7 @@ def _fit(
     if not unfinished:  # an interrupted sweep's running trials resume from their folders
         _remove_orphans(root, spec.name, {r.metrics["trial_id"] for r in grid if r.metrics})
     _prune_checkpoints(spec, root, grid)
+    maintain(root, spec.name)
     rows = read_leaderboard(root, spec.name)
     counts = rows["status"].value_counts().to_dict() if len(rows) else {}
     return SweepReport(
@@ -571,6 +587,7 @@ def _prune_checkpoints(spec: SweepSpec, root: str, grid: Any) -> None:
     ranked = {t for _, t in scored}
     runs = Path(root) / spec.name / RUNS_DIR
     rows = read_leaderboard(root, spec.name)
+    forgotten: list[LeaderboardRow] = []
     for run_dir in sorted(runs.glob("*")) if runs.is_dir() else []:
         # Only the trials ranked here: what another run kept is not ours to delete.
         if run_dir.name in keep or run_dir.name not in ranked:
@@ -583,7 +600,8 @@ def _prune_checkpoints(spec: SweepSpec, root: str, grid: Any) -> None:
             elif path.is_dir():
                 shutil.rmtree(path)
         if removed:
-            _forget_checkpoint(root, rows, run_dir.name)
+            forgotten.extend(_without_checkpoint(rows, run_dir.name))
+    append_rows(root, forgotten)  # one commit; maintain() then drops the rows they replace
 
 
 def _remove_orphans(root: str, sweep: str, trial_ids: set[str]) -> None:
@@ -601,18 +619,19 @@ def _remove_orphans(root: str, sweep: str, trial_ids: set[str]) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _forget_checkpoint(root: str, rows: Any, trial_id: str) -> None:
-    """Rewrite a pruned trial's row without its (deleted) checkpoint path."""
+def _without_checkpoint(rows: Any, trial_id: str) -> list[LeaderboardRow]:
+    """A pruned trial's row again, without its (deleted) checkpoint path (none when
+    the trial has no row)."""
     match = rows[rows["trial_id"] == trial_id]
     if match.empty:
-        return
+        return []
     record = match.iloc[0].to_dict()
     record["checkpoint"] = None
     fields = {k: v for k, v in record.items() if k in LeaderboardRow.__dataclass_fields__}
     fields = {k: (None if _is_missing(v) else v) for k, v in fields.items()}
     for name in ("robust_curve", "faithfulness_curve", "audit_flags"):
         fields[name] = tuple(record.get(name) or ())
-    append_row(root, LeaderboardRow(**fields))
+    return [LeaderboardRow(**fields)]
 
 
 def _is_missing(value: Any) -> bool:

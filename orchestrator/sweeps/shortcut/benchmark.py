@@ -17,7 +17,13 @@ import pandas as pd
 from methods.loop import NonFiniteLossError
 from orchestrator.config import ConfigError, RunSettings
 from orchestrator.layout import CHECKPOINT_NAME, round_dir
-from orchestrator.leaderboard import LeaderboardRow, append_row, read_leaderboard, read_trial_row
+from orchestrator.leaderboard import (
+    LeaderboardRow,
+    append_row,
+    maintain,
+    read_leaderboard,
+    read_trial_row,
+)
 from orchestrator.sweeps.shortcut.plan import (
     DATASET,
     PlannedModel,
@@ -200,7 +206,8 @@ def _oracle_shares(
     nothing for ERM, the control, the oracle itself, or without both rows."""
     if model.label in ("erm", "control") or model.trial_id == oracle_trial(model.seed):
         return {}
-    # Two part files, not the whole benchmark's rows: this runs once per model.
+    # Two rows (the scan skips other files by their statistics), not the whole
+    # benchmark's: this runs once per model.
     erm, oracle = (
         read_trial_row(plan.root, plan.name, trial)
         for trial in (erm_trial(model.seed), oracle_trial(model.seed))
@@ -313,6 +320,7 @@ def run_shortcut(
         ))  # fmt: skip
         progress(f"{prefix}: {_describe(scores)}, {wall_s:.1f}s")
         trained += 1
+    maintain(plan.root, plan.name)  # a failed model's rerun superseded its error row
     rows = read_leaderboard(plan.root, plan.name)
     return ShortcutReport(
         summary=summarize(rows, models),

@@ -1,31 +1,27 @@
-"""The Parquet leaderboard: atomic rows, tolerant reads, queries, formats and the CLI verb
+"""The leaderboard's rows, queries, formats and the CLI verb
 (``limelight leaderboard`` through ``orchestrator.cli.main``).
 
-Every test writes real Parquet files under ``tmp_path``; nothing is mocked.
+Every test writes a real Delta table under ``tmp_path``; nothing is mocked. The store
+itself (appends, superseded rows, migration, repair) is tested in test_store.py.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from methods.options import ConfigError
 from orchestrator.cli import main
 from orchestrator.leaderboard import (
-    SCHEMA,
     LeaderboardQuery,
     LeaderboardRow,
     append_row,
@@ -56,150 +52,6 @@ def _row(**overrides: Any) -> LeaderboardRow:
     }
     values.update(overrides)
     return LeaderboardRow(**values)
-
-
-def _parts(root: Path) -> list[Path]:
-    return sorted((root / "leaderboard").rglob("*.parquet"))
-
-
-# ------------------------------------------------------------------- write and read
-
-
-def test_row_round_trips_with_types_and_sweep_from_folder(tmp_path: Path) -> None:
-    curve = [{"attack": "fgsm", "eps": 0.1, "acc": 0.5}, {"attack": "pgd", "eps": 0.1, "acc": 0.25}]
-    row = _row(
-        sweep="grid-1",
-        trial_id="trial_7",
-        seed=3,
-        clean_acc=0.9,
-        pgd_acc=0.25,
-        robust_curve=curve,
-        audit_flags=["shortcut"],
-        error="Traceback line\nsecond line",
-        status="error",
-        stopped_epoch=4,
-    )
-    written = append_row(str(tmp_path), row)
-
-    assert Path(written) == tmp_path.resolve() / "leaderboard/sweep=grid-1/trial_7.parquet"
-    stored = pq.read_schema(written)
-    assert "sweep" not in stored.names  # the folder name holds it
-    assert stored.names == SCHEMA.names
-
-    frame = read_leaderboard(str(tmp_path))
-    assert list(frame.columns) == ["sweep", *SCHEMA.names]
-    got = frame.iloc[0]
-    assert got["sweep"] == "grid-1"
-    assert isinstance(got["clean_acc"], float) and got["clean_acc"] == 0.9
-    assert frame["clean_acc"].dtype == "float64"
-    assert got["robust_curve"] == curve
-    assert isinstance(got["robust_curve"], list) and isinstance(got["robust_curve"][0], dict)
-    assert got["audit_flags"] == ["shortcut"]
-    assert got["created_at"].tzinfo is not None and got["created_at"] == WHEN
-    assert got["seed"] == 3 and got["stopped_epoch"] == 4
-    assert got["error"] == "Traceback line"
-    assert pd.isna(got["robust_acc"]) and pd.isna(got["n_eval"])
-    assert json.loads(got["config"]) == {"epochs": 2, "method": "erm"}
-
-
-def test_same_trial_twice_replaces_its_row(tmp_path: Path) -> None:
-    first = append_row(str(tmp_path), _row(trial_id="a", clean_acc=0.5))
-    second = append_row(str(tmp_path), _row(trial_id="a", clean_acc=0.75))
-
-    assert first == second
-    frame = read_leaderboard(str(tmp_path))
-    assert len(frame) == 1
-    assert frame.loc[0, "clean_acc"] == 0.75
-    leftovers = [p for p in (tmp_path / "leaderboard").rglob("*") if p.name.startswith(".")]
-    assert leftovers == []  # no temporary file is left behind
-
-
-def test_concurrent_writers_lose_no_row(tmp_path: Path) -> None:
-    rows = [
-        _row(sweep=sweep, trial_id=f"{sweep}-{i}", seed=i, clean_acc=i / 100)
-        for sweep in ("alpha", "beta")
-        for i in range(24)
-    ]
-    # The same sweep name reused by a second writer with other trial ids adds rows.
-    rows += [_row(sweep="alpha", trial_id=f"again-{i}", seed=i) for i in range(8)]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda row: append_row(str(tmp_path), row), rows))
-
-    frame = read_leaderboard(str(tmp_path))
-    assert sorted(zip(frame["sweep"], frame["trial_id"], strict=True)) == sorted(
-        (row.sweep, row.trial_id) for row in rows
-    )
-    assert len(read_leaderboard(str(tmp_path), sweep="beta")) == 24
-
-
-def test_unsafe_trial_ids_get_distinct_safe_file_names(tmp_path: Path) -> None:
-    ids = ["a/b", "a_b", "a:b", ".hidden", "x" * 300]
-    for trial_id in ids:
-        append_row(str(tmp_path), _row(trial_id=trial_id))
-
-    names = [p.name for p in _parts(tmp_path)]
-    assert len(names) == len(ids)
-    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.parquet", n) for n in names), names
-    assert sorted(read_leaderboard(str(tmp_path))["trial_id"]) == sorted(ids)
-
-
-def test_old_part_file_reads_newer_columns_as_null(tmp_path: Path) -> None:
-    append_row(str(tmp_path), _row(trial_id="new", audit_note="fine", robust_acc=0.4))
-    old = pa.table(
-        {
-            "trial_id": ["old"],
-            "status": ["ok"],
-            "method": ["erm"],
-            "seed": pa.array([1], pa.int32()),  # an older, narrower type: cast on read
-            "clean_acc": [0.8],
-            "created_at": pa.array([WHEN], pa.timestamp("us", tz="UTC")),
-        }
-    )
-    pq.write_table(old, tmp_path / "leaderboard/sweep=demo/old.parquet")
-
-    frame = read_leaderboard(str(tmp_path)).set_index("trial_id")
-    assert len(frame) == 2
-    assert frame.loc["old", "clean_acc"] == 0.8 and frame.loc["old", "seed"] == 1
-    assert frame["seed"].dtype == "Int64"
-    for column in ("audit_note", "robust_acc", "n_eval", "config", "robust_curve"):
-        assert pd.isna(frame.loc["old", column]) or frame.loc["old", column] is None, column
-    assert frame.loc["new", "audit_note"] == "fine" and frame.loc["new", "robust_acc"] == 0.4
-
-
-def test_corrupt_part_file_is_skipped_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    append_row(str(tmp_path), _row(trial_id="good"))
-    bad = tmp_path / "leaderboard/sweep=demo/x.parquet"
-    bad.write_bytes(b"this is not parquet at all")
-
-    with caplog.at_level(logging.WARNING, logger="orchestrator.leaderboard"):
-        frame = read_leaderboard(str(tmp_path))
-
-    assert list(frame["trial_id"]) == ["good"]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and str(bad.resolve()) in warnings[0]
-
-
-def test_pandas_reads_the_data_set_directly_and_skips_temp_files(tmp_path: Path) -> None:
-    append_row(str(tmp_path), _row(sweep="s1", trial_id="a", clean_acc=0.5))
-    append_row(str(tmp_path), _row(sweep="s2", trial_id="b", clean_acc=0.6))
-    # A crashed writer's temporary file: readers must not see it.
-    (tmp_path / "leaderboard/sweep=s1/.c.parquet.1234.tmp").write_bytes(b"half a file")
-
-    frame = pd.read_parquet(tmp_path / "leaderboard").sort_values("trial_id")
-    assert list(frame["trial_id"]) == ["a", "b"]
-    assert [str(s) for s in frame["sweep"]] == ["s1", "s2"]
-    assert list(frame["clean_acc"]) == [0.5, 0.6]
-    assert len(read_leaderboard(str(tmp_path))) == 2
-
-
-def test_missing_leaderboard_is_an_empty_frame_with_the_columns(tmp_path: Path) -> None:
-    frame = read_leaderboard(str(tmp_path / "nowhere"))
-    assert frame.empty
-    assert list(frame.columns) == ["sweep", *SCHEMA.names]
-    append_row(str(tmp_path), _row(sweep="s1"))
-    assert read_leaderboard(str(tmp_path), sweep="other").empty
 
 
 # -------------------------------------------------------------------------- validation
@@ -443,6 +295,9 @@ def test_command_says_when_there_are_no_rows(tmp_path: Path, capsys: pytest.Capt
             ("--storage", "nosuch://bucket/p"),
             ["--storage: cannot read nosuch://bucket/p/leaderboard"],
         ),
+        # A typo in the root is not an empty leaderboard, nor something to repair.
+        (("--storage", "/no/such/root"), ["--storage: /no/such/root does not exist"]),
+        (("--storage", "/no/such/root", "--repair"), ["--storage: /no/such/root does not"]),
     ],
 )
 def test_command_bad_input_exits_2_with_one_line(

@@ -109,6 +109,10 @@ def test_a_valid_spec_gives_typed_parts():
         (_with("search.attack_eps", {"uniform": [0.02, 0.2]}), "search.attack_eps.uniform",
          "not used by --method sgt"),
         (_with("search.erm", {"lr": {"uniform": [0.01, 0.1]}}), "search.erm", "not among method"),
+        # A key under the method's own part is named as the spec wrote it.
+        (_with("train.sgt", {"mask_ratio": 3}), "train.sgt.mask_ratio", "(0, 1)"),
+        (_with("search.sgt", {"mask_ratio": {"uniform": [0.2, 1.5]}}),
+         "search.sgt.mask_ratio.uniform", "(0, 1)"),
         (_with("objective", {"accuracy": "max"}), "objective.accuracy", "no such metric"),
         (_with("objective", {"robust_acc": "up"}), "objective.robust_acc", "max or min"),
         (_without("eval.eval_eps"), "eval.eval_eps", "fixed eps"),

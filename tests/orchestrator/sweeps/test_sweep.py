@@ -188,9 +188,8 @@ def _write_spec(path: Path, **changes) -> Path:
 def test_resume_after_a_killed_driver_finishes_with_one_row_per_trial(starts_ray, tmp_path):
     spec = _write_spec(tmp_path / "r.yaml", name="r", trials=4, max_concurrent=1)
     driver = _sweep_process(spec, tmp_path)
-    board = tmp_path / "leaderboard" / "sweep=r"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list(board.glob("*.parquet"))) < 1:
+    while time.monotonic() < deadline and read_leaderboard(str(tmp_path), "r").empty:
         time.sleep(0.5)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
     driver.wait(timeout=60)
