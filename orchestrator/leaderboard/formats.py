@@ -21,7 +21,7 @@ __all__ = ["FORMATS", "TABLE_HIDDEN", "TABLE_PROVENANCE", "format_frame"]
 
 FORMATS = ("table", "csv", "json", "markdown")
 #: Columns the table formats leave out unless they are asked for by name.
-TABLE_HIDDEN = ("robust_curve", "faithfulness_curve", "config")
+TABLE_HIDDEN = ("robust_curve", "faithfulness_curve", "val_curve", "config")
 #: Left out of the human formats unless named, to keep a row on one screen line: the
 #: provenance (commit, time, paths) is in csv/json and in --columns.
 TABLE_PROVENANCE = ("config_id", "git_sha", "created_at", "checkpoint", "logdir")

@@ -94,6 +94,9 @@ SCHEMA = pa.schema(
         ("reg_weight", pa.float64()),
         ("attack_eps", pa.float64()),
         ("epochs", pa.int64()),
+        # Clean accuracy on the validation split after each epoch (the loop's per-epoch
+        # metric): whether the model had stopped improving. Null on rows before it.
+        ("val_curve", pa.list_(pa.float64())),
         ("eval_eps", pa.float64()),
         ("eval_mode", pa.string()),  # which attack set produced robust_acc: fast | standard
         ("clean_acc", pa.float64()),
@@ -141,7 +144,7 @@ class LeaderboardRow:
 
     ``config`` may be given as a mapping (encoded with ``encode_config``) or as JSON
     text of an object. ``error`` keeps its first line only. ``robust_curve`` takes
-    mappings with ``attack``, ``eps`` and ``acc``.
+    mappings with ``attack``, ``eps`` and ``acc``; ``val_curve`` fractions, one an epoch.
     """
 
     sweep: str
@@ -158,6 +161,7 @@ class LeaderboardRow:
     reg_weight: float | None = None
     attack_eps: float | None = None
     epochs: int
+    val_curve: tuple[float, ...] = ()
     eval_eps: float
     eval_mode: str | None = None
     clean_acc: float | None = None
@@ -197,6 +201,7 @@ class LeaderboardRow:
         for name in ACCURACY_COLUMNS:
             self._set(name, _fraction(name, getattr(self, name)))
         self._set("robust_curve", _curve(self.robust_curve))
+        self._set("val_curve", tuple(_accuracy("val_curve", v) for v in self.val_curve))
         self._set("faithfulness_curve", _faithfulness_curve(self.faithfulness_curve))
         self._set("audit_flags", tuple(str(flag) for flag in self.audit_flags))
         self._set("error", _first_line(self.error))
@@ -213,6 +218,7 @@ class LeaderboardRow:
         """One-row table of ``SCHEMA`` (without ``sweep``: the folder name holds it)."""
         values = dataclasses.asdict(self)
         values["robust_curve"] = list(self.robust_curve)
+        values["val_curve"] = list(self.val_curve)
         values["faithfulness_curve"] = list(self.faithfulness_curve)
         values["audit_flags"] = list(self.audit_flags)
         return pa.Table.from_pylist([{name: values[name] for name in SCHEMA.names}], SCHEMA)
@@ -226,6 +232,13 @@ def _fraction(name: str, value: Any) -> float | None:
     if not 0.0 <= float(value) <= 1.0:  # NaN fails too
         raise ValueError(f"{name}: must be in [0, 1], got {value!r}")
     return float(value)
+
+
+def _accuracy(name: str, value: Any) -> float:
+    checked = _fraction(name, value)
+    if checked is None:
+        raise ValueError(f"{name}: must hold floats in [0, 1], got None")
+    return checked
 
 
 def _curve(points: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:

@@ -8,15 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from methods.audit import audit_note
+from methods.loop import EpochMetrics
 from methods.results import EvalResult
 from orchestrator.checkpoints import git_sha
 from orchestrator.leaderboard import LeaderboardRow
 
-__all__ = ["config_id", "evaluation_columns", "objective_metrics", "result_row"]
+__all__ = ["config_id", "evaluation_columns", "objective_metrics", "result_row", "val_curve"]
 
 
 def objective_metrics(evaluation: EvalResult, eval_eps: float) -> dict[str, float]:
@@ -70,6 +71,15 @@ def evaluation_columns(evaluation: EvalResult | None, eval_eps: float) -> dict[s
     return columns
 
 
+def val_curve(history: Sequence[EpochMetrics] | None) -> tuple[float, ...]:
+    """The clean accuracy the loop measured after each epoch (on the validation split in
+    a sweep: ``monitor_name="val"``); empty when an epoch has none (no monitor split)."""
+    values = [metrics.test_acc for metrics in history or ()]
+    if not values or any(value is None for value in values):
+        return ()
+    return tuple(float(value) for value in values)  # type: ignore[arg-type]
+
+
 def result_row(
     *,
     sweep: str,
@@ -82,12 +92,15 @@ def result_row(
     status: str,
     wall_s: float,
     evaluation: EvalResult | None = None,
+    history: Sequence[EpochMetrics] | None = None,
     **columns: Any,
 ) -> LeaderboardRow:
     """The row of one model. ``config`` is its resolved flat ``TrainConfig`` (plus any
-    marker a producer adds); ``columns`` sets the rest (``stopped_epoch``, ``error``,
-    ``checkpoint``, ``logdir``, the shortcut benchmark's scores) and overrides what the
-    evaluation filled (the sweep passes the metrics it reported to Tune)."""
+    marker a producer adds); ``history`` is the loop's (``RunResult.history``), whose
+    per-epoch validation accuracy becomes ``val_curve``; ``columns`` sets the rest
+    (``stopped_epoch``, ``error``, ``checkpoint``, ``logdir``, the shortcut benchmark's
+    scores) and overrides what the evaluation filled (the sweep passes the metrics it
+    reported to Tune)."""
     return LeaderboardRow(
         sweep=sweep,
         trial_id=trial_id,
@@ -105,5 +118,9 @@ def result_row(
         wall_s=wall_s,
         git_sha=git_sha(),
         config=dict(config),
-        **{**evaluation_columns(evaluation, eval_eps), **columns},
+        **{
+            "val_curve": val_curve(history),
+            **evaluation_columns(evaluation, eval_eps),
+            **columns,
+        },
     )

@@ -173,6 +173,7 @@ def run_trial(
             result.config.to_dict(),
             status="ok",
             evaluation=result.evaluation,
+            history=result.history,
             wall_s=time.perf_counter() - started,
             checkpoint=str(result.checkpoint),
             logdir=str(result.logdir),
@@ -629,7 +630,7 @@ def _without_checkpoint(rows: Any, trial_id: str) -> list[LeaderboardRow]:
     record["checkpoint"] = None
     fields = {k: v for k, v in record.items() if k in LeaderboardRow.__dataclass_fields__}
     fields = {k: (None if _is_missing(v) else v) for k, v in fields.items()}
-    for name in ("robust_curve", "faithfulness_curve", "audit_flags"):
+    for name in ("robust_curve", "faithfulness_curve", "audit_flags", "val_curve"):
         fields[name] = tuple(record.get(name) or ())
     return [LeaderboardRow(**fields)]
 

@@ -246,6 +246,7 @@ def _row(
         status=status,
         wall_s=wall_s,
         evaluation=None if result is None else result.evaluation,
+        history=None if result is None else result.history,
         error=error,
         checkpoint=None if result is None else str(result.checkpoint),
         logdir=None if result is None else str(result.logdir),

@@ -73,7 +73,7 @@ def test_report_tables_come_from_the_rows(generated):
     rows = read_leaderboard(str(folder / "results"), "report-tiny")
     erm = rows[rows["method"] == "erm"]["clean_acc"]
     mean, sd = 100 * erm.mean(), 100 * erm.std()
-    assert f"| ERM | 2 | {mean:.1f} ± {sd:.1f} |" in text
+    assert f"| ERM | 2 | 30 | {mean:.1f} ± {sd:.1f} |" in text  # seeds, n (the limit)
     assert "| SGT | 2 |" in text
     assert "robust @ 0.1" in text and "robust @ 0.2" in text
     for link in ("curves_digits.png", "pareto_digits"):
