@@ -241,8 +241,9 @@ def _scan(dt: DeltaTable, columns: list[str], condition: pads.Expression | None)
             raise
         for path, reason in bad.items():
             log.warning(
-                "leaderboard: skipping unreadable data file %s (%s); "
+                "leaderboard: skipping unreadable data file %s/%s (%s); "
                 "`limelight leaderboard --repair` quarantines it",
+                dt.table_uri.removeprefix("file://").rstrip("/"),
                 path,
                 reason,
             )

@@ -39,7 +39,7 @@ def previous_run(root: str, name: str, *, restorable: bool) -> str | None:
     A folder holding only ``spec.yaml`` (a driver killed before Tune started) is not a
     run: nothing of it can be lost, and ``--resume`` would have nothing to restore.
     """
-    rows = read_leaderboard(root, name)
+    rows = read_leaderboard(root, name, columns=["trial_id"])
     runs = Path(root) / name / RUNS_DIR
     run_dirs = sum(1 for _ in runs.iterdir()) if runs.is_dir() else 0
     if not (restorable or len(rows) or run_dirs):
