@@ -12,7 +12,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +23,13 @@ from methods.options import ConfigError
 from orchestrator.cli import main
 from orchestrator.leaderboard import (
     LeaderboardQuery,
-    LeaderboardRow,
     append_row,
     format_frame,
     leaderboard_text,
     query,
     read_leaderboard,
 )
-
-WHEN = datetime(2026, 5, 9, 7, 35, 25, tzinfo=timezone.utc)
-
-
-def _row(**overrides: Any) -> LeaderboardRow:
-    values: dict[str, Any] = {
-        "sweep": "demo",
-        "trial_id": "t0",
-        "config_id": "c0",
-        "status": "ok",
-        "method": "erm",
-        "dataset": "digits",
-        "model": "small_cnn",
-        "seed": 0,
-        "epochs": 2,
-        "eval_eps": 0.1,
-        "wall_s": 1.5,
-        "created_at": WHEN,
-        "config": {"method": "erm", "epochs": 2},
-    }
-    values.update(overrides)
-    return LeaderboardRow(**values)
-
+from tests.orchestrator.leaderboard.rows import WHEN, make_row
 
 # -------------------------------------------------------------------------- validation
 
@@ -73,7 +50,7 @@ def _row(**overrides: Any) -> LeaderboardRow:
 )
 def test_row_refuses_bad_values_naming_the_field(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field}:"):
-        _row(**overrides)
+        make_row(**overrides)
 
 
 # ----------------------------------------------------------------------------- query
@@ -98,7 +75,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for trial_id, method, dataset, seed, clean, robust, wall in RUNS:
         append_row(
             str(root),
-            _row(
+            make_row(
                 trial_id=trial_id,
                 config_id=f"{method}-{dataset}",
                 method=method,

@@ -9,7 +9,6 @@ import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from deltalake import DeltaTable
 from orchestrator.leaderboard import (
     QUARANTINE,
     SCHEMA,
-    LeaderboardRow,
     append_row,
     append_rows,
     maintain,
@@ -30,28 +28,7 @@ from orchestrator.leaderboard import (
     read_trial_row,
     repair,
 )
-
-WHEN = datetime(2026, 5, 9, 7, 35, 25, tzinfo=timezone.utc)
-
-
-def _row(**overrides: Any) -> LeaderboardRow:
-    values: dict[str, Any] = {
-        "sweep": "demo",
-        "trial_id": "t0",
-        "config_id": "c0",
-        "status": "ok",
-        "method": "erm",
-        "dataset": "digits",
-        "model": "small_cnn",
-        "seed": 0,
-        "epochs": 2,
-        "eval_eps": 0.1,
-        "wall_s": 1.5,
-        "created_at": WHEN,
-        "config": {"method": "erm", "epochs": 2},
-    }
-    values.update(overrides)
-    return LeaderboardRow(**values)
+from tests.orchestrator.leaderboard.rows import WHEN, make_row
 
 
 def _raw(root: Path) -> pd.DataFrame:
@@ -69,7 +46,7 @@ def _file_of(root: Path, trial_id: str) -> Path:
 
 def test_row_round_trips_with_types(tmp_path: Path) -> None:
     curve = [{"attack": "fgsm", "eps": 0.1, "acc": 0.5}, {"attack": "pgd", "eps": 0.1, "acc": 0.25}]
-    row = _row(
+    row = make_row(
         sweep="grid-1",
         trial_id="trial_7",
         seed=3,
@@ -104,7 +81,7 @@ def test_row_round_trips_with_types(tmp_path: Path) -> None:
 
 
 def test_columns_reads_only_those(tmp_path: Path) -> None:
-    append_row(str(tmp_path), _row(clean_acc=0.5, robust_acc=0.25))
+    append_row(str(tmp_path), make_row(clean_acc=0.5, robust_acc=0.25))
     frame = read_leaderboard(str(tmp_path), columns=["robust_acc", "clean_acc", "nosuch"])
     assert list(frame.columns) == ["sweep", "clean_acc", "robust_acc"]  # SCHEMA's order
     assert frame.loc[0, "robust_acc"] == 0.25
@@ -113,10 +90,10 @@ def test_columns_reads_only_those(tmp_path: Path) -> None:
 def test_a_trial_written_again_reads_as_its_newest_row_and_maintain_drops_the_old(
     tmp_path: Path,
 ) -> None:
-    append_row(str(tmp_path), _row(trial_id="a", clean_acc=0.5, checkpoint="/c/a.pt"))
-    append_row(str(tmp_path), _row(trial_id="b", clean_acc=0.6))
-    append_row(str(tmp_path), _row(trial_id="a", clean_acc=0.5, checkpoint=None))
-    append_row(str(tmp_path), _row(sweep="other", trial_id="a", clean_acc=0.1))
+    append_row(str(tmp_path), make_row(trial_id="a", clean_acc=0.5, checkpoint="/c/a.pt"))
+    append_row(str(tmp_path), make_row(trial_id="b", clean_acc=0.6))
+    append_row(str(tmp_path), make_row(trial_id="a", clean_acc=0.5, checkpoint=None))
+    append_row(str(tmp_path), make_row(sweep="other", trial_id="a", clean_acc=0.1))
 
     frame = read_leaderboard(str(tmp_path), sweep="demo").set_index("trial_id")
     assert sorted(frame.index) == ["a", "b"]
@@ -134,9 +111,9 @@ def test_a_trial_written_again_reads_as_its_newest_row_and_maintain_drops_the_ol
 
 
 def test_append_rows_is_one_commit(tmp_path: Path) -> None:
-    append_row(str(tmp_path), _row(trial_id="first"))
+    append_row(str(tmp_path), make_row(trial_id="first"))
     before = DeltaTable(str(tmp_path / "leaderboard")).version()
-    append_rows(str(tmp_path), [_row(trial_id=f"t{i}") for i in range(5)])
+    append_rows(str(tmp_path), [make_row(trial_id=f"t{i}") for i in range(5)])
     assert DeltaTable(str(tmp_path / "leaderboard")).version() == before + 1
     assert len(read_leaderboard(str(tmp_path))) == 6
     append_rows(str(tmp_path), [])  # nothing to write: no commit (a sweep that pruned none)
@@ -145,7 +122,7 @@ def test_append_rows_is_one_commit(tmp_path: Path) -> None:
 
 def test_concurrent_writer_threads_lose_no_row(tmp_path: Path) -> None:
     rows = [
-        _row(sweep=sweep, trial_id=f"{sweep}-{i}", seed=i, clean_acc=i / 100)
+        make_row(sweep=sweep, trial_id=f"{sweep}-{i}", seed=i, clean_acc=i / 100)
         for sweep in ("alpha", "beta")
         for i in range(16)
     ]
@@ -161,9 +138,9 @@ def test_concurrent_writer_threads_lose_no_row(tmp_path: Path) -> None:
 
 def _append_many(root: str, sweep: str, count: int) -> int:
     for i in range(count):
-        append_row(root, _row(sweep=sweep, trial_id=f"{sweep}-{i}", clean_acc=i / count))
+        append_row(root, make_row(sweep=sweep, trial_id=f"{sweep}-{i}", clean_acc=i / count))
         if i % 3 == 0:  # a retried trial: superseded rows for maintain() to drop
-            append_row(root, _row(sweep=sweep, trial_id=f"{sweep}-{i}", clean_acc=1.0))
+            append_row(root, make_row(sweep=sweep, trial_id=f"{sweep}-{i}", clean_acc=1.0))
     return count
 
 
@@ -171,7 +148,7 @@ def test_writer_processes_and_maintenance_at_once_lose_no_row(tmp_path: Path) ->
     """Three processes append (rows of two sweeps, some written twice) while this one
     rewrites and compacts the table over and over: every row is there once, the newest."""
     root = str(tmp_path)
-    append_row(root, _row(sweep="x", trial_id="seed"))  # create the table first
+    append_row(root, make_row(sweep="x", trial_id="seed"))  # create the table first
     # spawn: deltalake's runtime does not survive fork
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=3, mp_context=context) as pool:
@@ -193,7 +170,7 @@ def test_writer_processes_and_maintenance_at_once_lose_no_row(tmp_path: Path) ->
 
 def test_maintain_compacts_many_small_files(tmp_path: Path) -> None:
     for i in range(40):
-        append_row(str(tmp_path), _row(trial_id=f"t{i}"))
+        append_row(str(tmp_path), make_row(trial_id=f"t{i}"))
     assert len(_data_files(tmp_path)) == 40
 
     report = maintain(str(tmp_path))
@@ -211,7 +188,7 @@ def _old_part(root: Path, sweep: str, name: str, **columns: Any) -> Path:
 
 
 def test_part_files_of_the_old_layout_move_into_the_table(tmp_path: Path) -> None:
-    append_row(str(tmp_path), _row(trial_id="new", audit_note="fine", robust_acc=0.4))
+    append_row(str(tmp_path), make_row(trial_id="new", audit_note="fine", robust_acc=0.4))
     _old_part(
         tmp_path, "demo", "old.parquet",
         trial_id=["old"], status=["ok"], method=["erm"],
@@ -247,8 +224,8 @@ def test_unreadable_data_file_is_named_skipped_and_repaired(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = str(tmp_path)
-    append_row(root, _row(trial_id="good"))
-    append_row(root, _row(trial_id="lost"))
+    append_row(root, make_row(trial_id="good"))
+    append_row(root, make_row(trial_id="lost"))
     lost = next(
         p for p in _data_files(tmp_path) if "lost" in pq.read_table(p)["trial_id"].to_pylist()
     )
@@ -269,15 +246,15 @@ def test_unreadable_data_file_is_named_skipped_and_repaired(
     assert report.quarantined == {str(moved): 1} and moved.is_file()
     assert list(_raw(tmp_path)["trial_id"]) == ["good"]  # every reader works again
     assert list(pd.read_parquet(_data_files(tmp_path)[0])["trial_id"]) == ["good"]
-    append_row(root, _row(trial_id="after"))
+    append_row(root, make_row(trial_id="after"))
     assert sorted(read_leaderboard(root)["trial_id"]) == ["after", "good"]
 
 
 def test_the_verb_repairs_then_prints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from orchestrator.cli import main
 
-    append_row(str(tmp_path), _row(trial_id="good"))
-    append_row(str(tmp_path), _row(trial_id="lost"))
+    append_row(str(tmp_path), make_row(trial_id="good"))
+    append_row(str(tmp_path), make_row(trial_id="lost"))
     lost = _file_of(tmp_path, "lost")
     lost.write_bytes(b"garbage")
 
@@ -295,6 +272,6 @@ def test_missing_leaderboard_is_an_empty_frame_with_the_columns(tmp_path: Path) 
     frame = read_leaderboard(str(tmp_path / "nowhere"))
     assert frame.empty
     assert list(frame.columns) == ["sweep", *SCHEMA.names]
-    append_row(str(tmp_path), _row(sweep="s1"))
+    append_row(str(tmp_path), make_row(sweep="s1"))
     assert read_leaderboard(str(tmp_path), sweep="other").empty
     assert maintain(str(tmp_path / "nowhere")).lines() == ["nothing to repair"]
