@@ -127,6 +127,7 @@ def evaluate(
     pgd_restarts: int = EVAL_PGD_RESTARTS,
     probes: ProbeSettings | None = DEFAULT_PROBES,
     probe_eps: Sequence[float] | None = None,
+    fast_eps: Sequence[float] = (),
     faithfulness: bool = True,
     saliency_target: str = "log_prob",
     lime: LimeSettings | None = None,
@@ -153,6 +154,9 @@ def evaluate(
             the fast ensemble the probes cost more than the ensemble itself (Square's
             1,000 queries and the margin PGD's 200 steps against APGD's 400), so
             sweeps run them at the headline eps only.
+        fast_eps: eps at which the ``fast`` ensemble replaces ``standard`` (a report's
+            curve beside its headline eps: Square is most of the standard ensemble's
+            cost where many examples stand; ``benchmarks/evaluate.py``).
         faithfulness, saliency_target: SGT's masked-accuracy curve on the same images
             (``methods.faithfulness``), its saliency from this output.
         lime: with ``faithfulness``, also the curve in the order of LIME's weights,
@@ -167,6 +171,7 @@ def evaluate(
     settings: dict[str, str] = {}
     measures: dict[str, float] = {}
     steps = [(eps, name) for eps in eps_grid for name in (*attacks, "ensemble")]
+    fast = _fast(eps_grid, eval_mode, fast_eps)
     # disable=None: a bar on a terminal only, not in Ray's forwarded trial logs.
     progress = tqdm(total=len(steps), desc="evaluate", unit="attack", leave=False, disable=None)
     for eps in eps_grid:
@@ -180,22 +185,23 @@ def evaluate(
             survived &= correct
             progress.update()
         progress.set_postfix(eps=f"{eps:g}")
-        for name, options in ENSEMBLES[eval_mode]:
+        mode = "fast" if eps in fast else eval_mode
+        for name, options in ENSEMBLES[mode]:
             attack = build_attack(name, eps, **options)
             settings[name] = _pattern(attack, eps)
             survived &= _correct_on(model, images, labels, attack, survived, **kw)
-        if ENSEMBLES[eval_mode]:
+        if ENSEMBLES[mode]:
             curve.append(RobustPoint("autoattack", float(eps), _mean(survived)))
         progress.update()
         if probes is not None and _among(eps, probe_eps):
-            blackbox = not any(name == "square" for name, _ in ENSEMBLES[eval_mode])
+            blackbox = not any(name == "square" for name, _ in ENSEMBLES[mode])
             for measure, attack in stronger_attacks(eps, probes, blackbox=blackbox):
                 settings[f"audit:{measure}"] = _pattern(attack, eps)
                 standing = _first(survived, probes.max_examples)
                 broken = standing & ~_correct_on(model, images, labels, attack, standing, **kw)
                 measures[f"{measure}@{eps:g}"] = _mean(broken)
                 survived &= ~broken
-        if len(attacks) + len(ENSEMBLES[eval_mode]) > 1 or probes is not None:
+        if len(attacks) + len(ENSEMBLES[mode]) > 1 or probes is not None:
             curve.append(RobustPoint("worst", float(eps), _mean(survived)))
     progress.close()
     if probes is not None:
@@ -228,6 +234,7 @@ def evaluate(
         corruption_acc=corruption_mean,
         attack_settings=settings,
         eval_mode=eval_mode,
+        fast_eps=tuple(float(e) for e in fast),
         audit_measures=measures,
         faithfulness=curve_of_masking,
         lime_faithfulness=lime_curve,
@@ -243,6 +250,13 @@ def _lime_curve(model, images, labels, settings: LimeSettings, **kw) -> Faithful
     the true class (as the saliency curve ranks by the true class's gradient)."""
     explanations = LimeExplainer(model).explain(images, labels, settings)
     return lime_masked_accuracy_curve(model, images, labels, explanations, **kw)
+
+
+def _fast(eps_grid: Sequence[float], eval_mode: str, fast_eps: Sequence[float]) -> list[float]:
+    """The eps of ``eps_grid`` at which the fast ensemble replaces the standard one."""
+    if eval_mode != "standard":
+        return []
+    return [eps for eps in eps_grid if any(math.isclose(eps, e) for e in fast_eps)]
 
 
 def _among(eps: float, chosen: Sequence[float] | None) -> bool:

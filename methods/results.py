@@ -90,6 +90,7 @@ class EvalResult:
     audit_flags: tuple[str, ...] = ()
     attack_settings: dict[str, str] = field(default_factory=dict)
     eval_mode: str = "pgd"  # results written before the ensemble existed were PGD-only
+    fast_eps: tuple[float, ...] = ()  # where the fast ensemble stood in for eval_mode
     audit_measures: dict[str, float] = field(default_factory=dict)
     faithfulness: FaithfulnessCurve | None = None  # SGT's masked-accuracy curve
     lime_faithfulness: FaithfulnessCurve | None = None  # the same in LIME's order (LGR)
@@ -119,6 +120,7 @@ class EvalResult:
             audit_flags=tuple(values.get("audit_flags", ())),
             attack_settings=dict(values.get("attack_settings", {})),
             eval_mode=str(values.get("eval_mode", "pgd")),
+            fast_eps=tuple(float(e) for e in values.get("fast_eps", ())),
             audit_measures={k: float(v) for k, v in values.get("audit_measures", {}).items()},
             faithfulness=_curve_from(values.get("faithfulness")),
             lime_faithfulness=_curve_from(values.get("lime_faithfulness")),

@@ -332,6 +332,15 @@ class EvalConfig:
         note=EPS_SCALE,
         metavar="E[,E...]",
     )
+    fast_eps: tuple[float, ...] = option(
+        (),
+        help="with --eval-mode standard: the eps at which the fast ensemble runs instead "
+        "(e.g. a curve's eps beside the headline one; default: none)",
+        low=0.0,
+        high=1.0,
+        note=EPS_SCALE,
+        metavar="E[,E...]",
+    )
     faithfulness: bool = option(
         True,
         help="SGT's masked-accuracy curve: accuracy as the most salient pixels are "
@@ -347,3 +356,8 @@ class EvalConfig:
         validate(self)
         if not self.attacks:
             raise ConfigError("attacks", f"name at least one; valid: {', '.join(ATTACKS)}")
+        if self.fast_eps and self.eval_mode != "standard":
+            raise ConfigError(
+                "fast_eps",
+                f"replaces the standard ensemble at some eps; eval_mode is {self.eval_mode!r}",
+            )

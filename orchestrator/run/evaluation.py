@@ -71,6 +71,7 @@ def evaluate_split(
         pgd_restarts=eval_config.pgd_restarts,
         probes=DEFAULT_PROBES if eval_config.audit_probes else None,
         probe_eps=eval_config.probe_eps,
+        fast_eps=eval_config.fast_eps,
         faithfulness=eval_config.faithfulness,
         lime=lime,
         batch_size=eval_config.batch_size,

@@ -356,7 +356,7 @@ def headline_table(spec: SweepSpec, rows: pd.DataFrame) -> str:
     checks = training_checks(rows)
     header = (
         ["method", "seeds", "n", "clean"]
-        + [f"robust @ {e:g}" for e in grid]
+        + [f"robust @ {e:g}{_fast_mark(spec, e)}" for e in grid]
         + ["late gain", "audit flags", "faithfulness AUC", "gap to random"]
         + ["LIME-order AUC (gap)"]
     )
@@ -393,7 +393,11 @@ def attack_table(spec: SweepSpec, rows: pd.DataFrame) -> str:
     ``PGD_GAP_POINTS`` above the worst case is marked †, and so is its row."""
     grid = _eps_grid(spec)
     attacks = ("fgsm", "pgd", "autoattack", "worst")
-    header = ["method", "n"] + [f"{ATTACK_LABELS[a]} @ {e:g}" for e in grid for a in attacks]
+    header = ["method", "n"] + [
+        f"{ATTACK_LABELS[a]} @ {e:g}{_fast_mark(spec, e) if a in ('autoattack', 'worst') else ''}"
+        for e in grid
+        for a in attacks
+    ]
     lines = [_row(header), _row(["---"] * len(header))]
     for label, group in _groups(rows).items():
         unconverged = {eps for eps, _, _ in pgd_gaps(group, grid)}
@@ -404,6 +408,20 @@ def attack_table(spec: SweepSpec, rows: pd.DataFrame) -> str:
                 cells.append(f"{cell} †" if attack == "pgd" and eps in unconverged else cell)
         lines.append(_row(cells))
     return "\n".join(lines)
+
+
+def _fast_mark(spec: SweepSpec, eps: float) -> str:
+    """`` (fast)`` where the spec's evaluation ran the fast ensemble instead of the
+    standard one (``eval.fast_eps``): said in the column, not only in the protocol."""
+    evaluation = spec.eval_config
+    fast = evaluation.eval_mode == "fast" or any(math.isclose(eps, e) for e in evaluation.fast_eps)
+    return " (fast)" if fast and evaluation.eval_mode != "pgd" else ""
+
+
+def _fast_eps_text(evaluation: EvalConfig) -> str:
+    if not evaluation.fast_eps:
+        return ""
+    return f" (the fast one at eps {', '.join(f'{e:g}' for e in evaluation.fast_eps)})"
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -686,7 +704,8 @@ def protocol_section(specs: Sequence[SweepSpec], frame: pd.DataFrame) -> str:
         evaluation = spec.eval_config
         lines.append(
             f"**{spec.dataset}** (`search_spaces/{spec.name}.yaml`): seeds "
-            f"{', '.join(map(str, spec.seeds))}; evaluation `{evaluation.eval_mode}` ensemble, "
+            f"{', '.join(map(str, spec.seeds))}; evaluation `{evaluation.eval_mode}` ensemble"
+            f"{_fast_eps_text(evaluation)}, "
             f"FGSM and PGD-{evaluation.pgd_steps} at eps "
             f"{', '.join(f'{e:g}' for e in _eps_grid(spec))} on {_test_images(evaluation)}; "
             f"the audit's probes at eps {_probe_eps(evaluation)}; validation "

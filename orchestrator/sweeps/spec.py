@@ -261,6 +261,8 @@ class SweepSpec:
                 "pgd_steps": self.eval_config.pgd_steps,
                 "pgd_restarts": self.eval_config.pgd_restarts,
                 "audit_probes": self.eval_config.audit_probes,
+                "probe_eps": list(self.eval_config.probe_eps or ()),
+                "fast_eps": list(self.eval_config.fast_eps),
                 "faithfulness": self.eval_config.faithfulness,
                 "limit": self.eval_config.limit,
             },
@@ -485,6 +487,7 @@ def _eval(text: Mapping[str, Any]) -> EvalConfig:
         "pgd_restarts",
         "audit_probes",
         "probe_eps",
+        "fast_eps",
         "faithfulness",
         "limit",
     )
@@ -504,6 +507,8 @@ def _eval(text: Mapping[str, Any]) -> EvalConfig:
     # ... and the audit's probes at the headline eps only: they cost more than the fast
     # ensemble itself (methods.evaluate.evaluate's probe_eps).
     options["probe_eps"] = _grid(options.get("probe_eps", [eps]), -1.0, "eval.probe_eps")
+    if "fast_eps" in options:
+        options["fast_eps"] = _grid(options["fast_eps"], -1.0, "eval.fast_eps")
     if "attacks" in options:
         options["attacks"] = tuple(options["attacks"])
     try:

@@ -175,3 +175,36 @@ def test_lime_settings_add_the_curve_in_limes_order(trained_digits, digits):
         ).lime_faithfulness
         is None
     )
+
+
+def test_fast_eps_run_the_fast_ensemble_there_and_the_standard_elsewhere(
+    result, trained_digits, digits
+):
+    images, labels = digits.test.tensors(slice(0, N_EVAL))
+    common = {"pgd_steps": 10, "probe_eps": (0.1,)}
+    # Fast at every eps of a standard evaluation: exactly the fast evaluation.
+    all_fast = evaluate(
+        trained_digits, images, labels, eps_grid=(0.05, 0.1, 0.2), eval_mode="standard",
+        fast_eps=(0.05, 0.1, 0.2), **common,
+    )  # fmt: skip
+    assert all_fast.robust_curve == result.robust_curve
+    assert all_fast.eval_mode == "standard" and all_fast.fast_eps == (0.05, 0.1, 0.2)
+    assert "square" not in all_fast.attack_settings
+    # Fast at 0.2 only: the standard ensemble (with Square) runs at 0.3, where an ERM
+    # model leaves few examples standing (cheap).
+    mixed = evaluate(
+        trained_digits, images, labels, eps_grid=(0.2, 0.3), eval_mode="standard",
+        fast_eps=(0.2,), faithfulness=False, **common,
+    )  # fmt: skip
+    assert mixed.fast_eps == (0.2,) and "square" in mixed.attack_settings
+    assert mixed.acc("autoattack", 0.2) == result.acc("autoattack", 0.2)
+    assert EvalResult.from_dict(json.loads(json.dumps(mixed.to_dict()))).fast_eps == (0.2,)
+
+
+def test_fast_eps_need_the_standard_ensemble():
+    from methods.options import ConfigError
+    from orchestrator.config import EvalConfig
+
+    assert EvalConfig(fast_eps=(0.2,)).fast_eps == (0.2,)
+    with pytest.raises(ConfigError, match="fast_eps: replaces the standard ensemble"):
+        EvalConfig(eval_mode="fast", fast_eps=(0.2,))

@@ -118,6 +118,9 @@ def test_a_valid_spec_gives_typed_parts():
         (_without("eval.eval_eps"), "eval.eval_eps", "fixed eps"),
         (_with("eval.eval_eps", 0), "eval.eval_eps", "(0, 1]"),
         (_with("eval.attacks", ["cw"]), "eval.attacks", "valid: fgsm, pgd"),
+        # A sweep evaluates with the fast ensemble unless told: nothing to replace.
+        (_with("eval.fast_eps", [0.2]), "eval.fast_eps", "replaces the standard ensemble"),
+        (_with("eval.fast_eps", [2]), "eval.fast_eps", "list of eps in (0, 1]"),
         (_with("trials", 0), "trials", ">= 1"),
         (_with("seeds", [0, 0]), "seeds", "repeated"),
         (_with("val_fraction", 1.0), "val_fraction", "(0, 1)"),
@@ -205,3 +208,12 @@ def test_grid_sampler_refuses_ranges_and_unknown_samplers():
     with pytest.raises(ConfigError, match="valid: optuna, grid") as info:
         parse_spec({**grid, "sampler": "random"})
     assert info.value.field == "sampler"
+
+
+def test_fast_eps_put_the_fast_ensemble_beside_a_standard_headline():
+    text = _with("eval", {"eval_eps": 0.1, "grid": [0.05, 0.2], "eval_mode": "standard",
+                          "fast_eps": [0.2, 0.05]})  # fmt: skip
+    spec = parse_spec(text)
+    assert spec.eval_config.eval_mode == "standard"
+    assert spec.eval_config.fast_eps == (0.05, 0.2)
+    assert parse_spec(spec.to_dict()).eval_config == spec.eval_config  # round trip
