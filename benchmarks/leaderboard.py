@@ -872,23 +872,25 @@ def build_d(args: argparse.Namespace, work: Path, rows: list[LeaderboardRow]) ->
     return info
 
 
+def _link(parts: list[tuple[str, Path]], root: Path) -> None:
+    """Hard-link a's part files (sweep, path) into ``root``'s old layout."""
+    for sweep, src in parts:
+        dst = root / "leaderboard" / f"sweep={sweep}" / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.link(src, dst)
+
+
 def build_b(args: argparse.Namespace, work: Path, rows: list[LeaderboardRow]) -> dict[str, Any]:
     """b: link all but the last ``probe`` of a's parts, compact every sweep, link the rest."""
     n, probe, info = len(rows), min(args.probe, max(1, len(rows) // 20)), {}
     root_b, parts = work / "b", _parts(work, rows)
-    for sweep, src in parts[: n - probe]:
-        dst = root_b / "leaderboard" / f"sweep={sweep}" / src.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.link(src, dst)
+    _link(parts[: n - probe], root_b)
     t = time.perf_counter()
     folders = sorted((root_b / "leaderboard").iterdir())
     compact_ms = _timed(compact_sweep, folders)
     info["b_compact_all_s"] = time.perf_counter() - t
     info["b_compact_sweep_ms"] = compact_ms
-    for sweep, src in parts[n - probe :]:
-        dst = root_b / "leaderboard" / f"sweep={sweep}" / src.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.link(src, dst)
+    _link(parts[n - probe :], root_b)
     info["b_disk"] = disk(root_b / "leaderboard")
     print(
         f"b: {len(folders)} sweeps compacted in {info['b_compact_all_s']:.1f} s "
