@@ -257,3 +257,17 @@ def test_a_validation_split_takes_the_per_epoch_metrics(tmp_path):
     assert saved["meta"]["config"]["val_fraction"] == 0.1
     events = json.loads((result.run_dir / "eval.json").read_text())
     assert events["validation"]["clean_acc"] == result.validation.clean_acc
+
+
+def test_the_validation_split_ranks_with_the_fast_ensemble(tmp_path):
+    # The test split keeps the standard ensemble (the reported number); the validation
+    # split only ranks trials, and standard there doubled a report's evaluation.
+    config = TrainConfig.create(method="erm", epochs=1, val_fraction=0.1)
+    standard = dataclasses.replace(
+        QUICK_EVAL, eps=(0.2,), eval_mode="standard", limit=20, audit_probes=False
+    )
+    result = run(config, RunSettings(storage=str(tmp_path)), eval_config=standard)
+    assert result.evaluation.eval_mode == "standard"
+    assert "square" in result.evaluation.attack_settings
+    assert result.validation is not None and result.validation.eval_mode == "fast"
+    assert "square" not in result.validation.attack_settings
