@@ -109,10 +109,6 @@ def table_uri(root: str | Path) -> str:
     return f"{as_uri(root).rstrip('/')}/{FOLDER}"
 
 
-def _display(root: str | Path) -> str:
-    return table_uri(root)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -131,11 +127,11 @@ def append_row(root: str, row: LeaderboardRow) -> str:
 def append_rows(root: str, rows: Sequence[LeaderboardRow]) -> str:
     """Append ``rows`` in one commit (``append_row`` for many: one log entry)."""
     if not rows:
-        return _display(root)
+        return table_uri(root)
     now = datetime.now(timezone.utc)
     table = pa.concat_tables([_keyed(row.to_table(), row.sweep, now) for row in rows])
     _with_retries("append", lambda: _append(table_uri(root), table))
-    return _display(root)
+    return table_uri(root)
 
 
 def _keyed(table: pa.Table, sweep: str, written_at: datetime | pa.ChunkedArray) -> pa.Table:
