@@ -254,9 +254,9 @@ def _lime_curve(model, images, labels, settings: LimeSettings, **kw) -> Faithful
 
 def _fast(eps_grid: Sequence[float], eval_mode: str, fast_eps: Sequence[float]) -> list[float]:
     """The eps of ``eps_grid`` at which the fast ensemble replaces the standard one."""
-    if eval_mode != "standard":
+    if eval_mode != "standard" or not fast_eps:
         return []
-    return [eps for eps in eps_grid if any(math.isclose(eps, e) for e in fast_eps)]
+    return [eps for eps in eps_grid if _among(eps, fast_eps)]
 
 
 def _among(eps: float, chosen: Sequence[float] | None) -> bool:

@@ -457,18 +457,16 @@ def repair(root: str) -> RepairReport:
     """Move unreadable data files to ``<root>/leaderboard-quarantine/`` and drop them
     from the table (deltalake's ``repair`` removes files that are gone), then
     ``maintain`` everything: afterwards every documented reader works again."""
-    report = RepairReport()
-    report.migrated = migrate_legacy(root)
+    quarantined: dict[str, int | None] = {}
     dt = _snapshot(root)
     if dt is not None:
         rows_per_file = _rows_per_file(dt)
         for path in unreadable_files(dt):
-            moved = _quarantine(root, path)
-            report.quarantined[moved] = rows_per_file.get(Path(path).name)
-        if report.quarantined:
+            quarantined[_quarantine(root, path)] = rows_per_file.get(Path(path).name)
+        if quarantined:
             _with_retries("repair", lambda: _snapshot_or_fail(root).repair(dry_run=False))
-    rest = maintain(root)
-    report.superseded, report.compacted = rest.superseded, rest.compacted
+    report = maintain(root)  # also takes in the old layout's part files
+    report.quarantined = quarantined
     return report
 
 
