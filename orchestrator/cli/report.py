@@ -16,9 +16,10 @@ __all__ = ["DESCRIPTION", "ReportRequest", "add_arguments", "run"]
 
 DESCRIPTION = (
     "Run the report's sweeps (search_spaces/report-*.yaml: every method, three seeds, a "
-    "grid) and the shortcut benchmark, each only as far as its leaderboard rows are "
-    "missing, commit each section's rows beside the report (docs/results/rows/), then "
-    "write the report and its figures from them. An interrupted generation resumes where "
+    "grid) and the shortcut benchmark (digits_shortcut, mnist5k_decoy), each only as far "
+    "as its leaderboard rows are missing, commit each section's rows beside the report "
+    "(docs/results/rows/), then write the report and its figures from them. An "
+    "interrupted generation resumes where "
     "it stopped; --section regenerates one section and leaves the others' rows alone."
 )
 
@@ -44,8 +45,9 @@ class ReportRequest:
     section: tuple[str, ...] | None = option(
         None,
         help="regenerate only this section (digits, mnist5k: a report sweep's data set; "
-        "shortcut); repeat for several. The others render from their rows committed "
-        "under OUT's folder (docs/results/rows/). Default: every section",
+        "shortcut, mnist5k_decoy: the shortcut benchmark's); repeat for several. The "
+        "others render from their rows committed under OUT's folder (docs/results/rows/). "
+        "Default: every section",
         repeat=True,
         metavar="NAME",
     )

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from orchestrator.cli import main
 from orchestrator.leaderboard import append_row, read_leaderboard
-from orchestrator.sweeps.report import SHORTCUT_SWEEP, generate_report, rows_folder
+from orchestrator.sweeps.report import (
+    SHORTCUT_SECTIONS,
+    SHORTCUT_SWEEP,
+    generate_report,
+    rows_folder,
+)
 from orchestrator.sweeps.shortcut import ShortcutPlan, plan_models
 from orchestrator.sweeps.shortcut.benchmark import _row
 
@@ -87,3 +92,26 @@ def test_an_unknown_section_exits_2_naming_the_valid_ones(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--section" in err and "'cifar'" in err
     assert "digits, shortcut" in err
     assert not (tmp_path / "r.md").exists()
+
+
+def test_the_decoy_section_renders_from_its_own_benchmark_rows(tmp_path):
+    section = next(s for s in SHORTCUT_SECTIONS if s.name == "mnist5k_decoy")
+    storage, out = tmp_path / "results", tmp_path / "docs" / "results.md"
+    plan = ShortcutPlan.create(storage=str(storage), name=section.sweep,
+                               dataset=section.dataset, **dict(section.inputs))  # fmt: skip
+    models = plan_models(plan)
+    labels = sorted({m.config.to_dict()["method"] for m in models})
+    assert len(models) == 12 and labels == ["erm", "lgr", "rrr"]  # control is an ERM
+    for model in models:
+        scores = {"shortcut_follow_rate": 0.01 * (model.seed + 1), "shortcut_acc": 0.96}
+        append_row(plan.root, _row(plan, model, model.config.to_dict(), status="ok",
+                                   wall_s=1.0, scores=scores))  # fmt: skip
+    generate_report([DIGITS_SPEC], storage=str(storage), out=out, run=False,
+                    sections=["mnist5k_decoy"])  # fmt: skip
+    assert (rows_folder(out) / f"{section.sweep}.parquet").is_file()
+    assert not (rows_folder(out) / f"{SHORTCUT_SWEEP}.parquet").exists()
+    text = out.read_text()
+    decoy = text.split("## Shortcut benchmark (mnist5k_decoy)")[1].split("## ")[0]
+    assert "follows the swatch" in decoy and "| ERM | 3 | 96.0 ± 0.0 | 2.0 ± 1.0 |" in decoy
+    digits_shortcut = text.split("## Shortcut benchmark (digits_shortcut)")[1].split("## ")[0]
+    assert "Not generated yet: `limelight report --section shortcut`" in digits_shortcut
