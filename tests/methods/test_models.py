@@ -143,3 +143,20 @@ def test_statistics_must_match_channels(mean, std):
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_default_model_is_registered(dataset):
     assert default_model(dataset) in MODELS
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_normalize_lays_cpu_batches_out_channels_last_with_the_same_logits(channels):
+    # The convolutions choose their CPU path by the strides: an attack's fresh NCHW
+    # tensor took the slow one (benchmarks/evaluate.py; methods.models._channels_last).
+    torch.manual_seed(0)
+    model = build_model("small_cnn", (channels, 8, 8), 10, [0.5] * channels, [0.25] * channels)
+    x = torch.rand(16, channels, 8, 8)
+    assert x.is_contiguous() and x.stride()[1] == 64
+    normalized = model[0](x)
+    assert normalized.stride() == (channels * 64, 1, 8 * channels, channels)
+    reference = model[1]((x - 0.5) / 0.25)  # the body on the NCHW layout
+    torch.testing.assert_close(model(x), reference, rtol=1e-5, atol=1e-5)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).sum(), x)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
