@@ -62,6 +62,7 @@ __all__ = [
     "append_rows",
     "empty_leaderboard",
     "export_rows",
+    "import_rows",
     "maintain",
     "read_leaderboard",
     "read_rows_file",
@@ -323,6 +324,20 @@ def export_rows(root: str, sweep: str, path: Path) -> int:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         pq.write_table(table, tmp)
         tmp.replace(path)
+    return table.num_rows
+
+
+def import_rows(root: str, path: Path, *, status: str = "ok") -> int:
+    """Append the rows with ``status`` of a file ``export_rows`` wrote to the table under
+    ``root``, as they are (sweep, trial ids, every column); returns how many. A report
+    section's committed rows carried to another machine's results root: its sweep then
+    runs only the trials they lack."""
+    table = _conform(pq.read_table(path), SCHEMA.names)
+    table = table.filter(pc.equal(table.column("status"), status))
+    if table.num_rows:
+        now = pa.array([datetime.now(timezone.utc)] * table.num_rows, _WRITTEN_TYPE)
+        table = table.append_column(pa.field(WRITTEN_AT, _WRITTEN_TYPE), now)
+        _with_retries("import", lambda: _append(table_uri(root), table))
     return table.num_rows
 
 

@@ -10,6 +10,7 @@ the shortcut benchmark skips the models it has rows for.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -21,11 +22,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from orchestrator.config import ConfigError, EvalConfig
 from orchestrator.leaderboard import (
     empty_leaderboard,
     export_rows,
+    import_rows,
     read_leaderboard,
     read_rows_file,
 )
@@ -84,24 +87,66 @@ def ensure_sweep(
     *,
     data_dir: str = "data",
     progress: Callable[[str], None] = log.info,
+    committed: Path | None = None,
 ) -> float:
     """Run ``spec`` unless its rows are all there; resume it if it was interrupted.
-    Returns the seconds spent."""
-    from orchestrator.sweeps.tune import restorable, run_sweep
+    Returns the seconds spent.
+
+    With ``committed`` (the section's rows file beside the report), the sweep resumes
+    across machines: a results root that has never run the sweep takes the file's ok
+    rows, if the spec saved beside them (``<sweep>.spec.yaml``) is this one, and runs
+    only the trials they lack; the file is written again after every trial, so that
+    what a machine finished survives it (commit the file)."""
+    from orchestrator.sweeps.tune import pending_trials, restorable, run_sweep
 
     rows = read_leaderboard(root, spec.name)
     done = int((rows["status"] == "ok").sum()) if len(rows) else 0
     if done >= expected_trials(spec):
         progress(f"{spec.name}: all {done} trials on the leaderboard; not run again")
         return 0.0
-    resume = restorable(Path(root).resolve() / spec.name)
+    experiment = Path(root).resolve() / spec.name
+    resume = restorable(experiment)
+    pending = None
+    carry = committed is not None and not experiment.exists() and not done
+    if carry and _carries(spec, committed):
+        carried = import_rows(root, committed)
+        rows = read_leaderboard(root, spec.name)
+        pending = pending_trials(spec, rows)
+        done = expected_trials(spec) - len(pending)
+        progress(f"{spec.name}: {carried} rows carried over from {committed}")
+        if not pending:
+            return 0.0
     progress(
         f"{spec.name}: {done} of {expected_trials(spec)} trials done; "
         + ("resuming" if resume else "starting")
     )
-    report = run_sweep(spec, storage=root, resume=resume, data_dir=data_dir, progress=progress)
+    on_trial_end = None
+    if committed is not None:
+        committed.parent.mkdir(parents=True, exist_ok=True)
+        _spec_file(committed).write_text(_spec_text(spec))
+        on_trial_end = functools.partial(export_rows, root, spec.name, committed)
+    report = run_sweep(
+        spec, storage=root, resume=resume, data_dir=data_dir, progress=progress,
+        pending=pending, on_trial_end=on_trial_end,
+    )  # fmt: skip
     check_complete(spec, root, unfinished=report.unfinished)
     return report.wall_s
+
+
+def _spec_file(committed: Path) -> Path:
+    """The spec that made a committed rows file: ``<sweep>.spec.yaml`` beside it."""
+    return committed.with_name(committed.stem + ".spec.yaml")
+
+
+def _spec_text(spec: SweepSpec) -> str:
+    return yaml.safe_dump(spec.to_dict(), sort_keys=True)
+
+
+def _carries(spec: SweepSpec, committed: Path) -> bool:
+    """Whether ``committed``'s rows are ``spec``'s: rows of another protocol (other
+    epochs, eps or test images) must not fill this one's table."""
+    saved = _spec_file(committed)
+    return committed.is_file() and saved.is_file() and saved.read_text() == _spec_text(spec)
 
 
 def check_complete(spec: SweepSpec, root: str, *, unfinished: int = 0) -> None:
@@ -743,6 +788,10 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
     frame = inputs.frame
     ok = frame[frame["status"] == "ok"]
     kept = [s.dataset for s in inputs.specs if (ok["sweep"] == s.name).sum() == 0]
+    # The claims and the protocol compare across sections: a partial one keeps them too.
+    partial = [
+        s.dataset for s in inputs.specs if 0 < (ok["sweep"] == s.name).sum() < expected_trials(s)
+    ]
     parts = [
         "# Reproduction report",
         "",
@@ -781,7 +830,10 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
         if rows.empty:
             parts += _kept(inputs, heading, spec.dataset)
             continue
-        parts += [heading, "", headline_table(spec, rows), ""]
+        parts += [heading, ""]
+        if len(rows) < expected_trials(spec):
+            parts += [_partial_note(spec, len(rows)), ""]
+        parts += [headline_table(spec, rows), ""]
         note = training_note(rows)
         parts += [note, ""] if note else []
         parts += ["By attack:", "", attack_table(spec, rows), ""]
@@ -796,8 +848,9 @@ def render_report(inputs: ReportInputs, out: Path) -> str:
         ("## The papers' claims", claims_section),
         ("## Protocol", protocol_section),
     ):
-        if kept and heading in inputs.previous:  # it needs every section's rows
-            parts += _kept(inputs, heading, ",".join(kept))
+        if (kept or partial) and heading in inputs.previous:  # it needs every section's rows
+            why = f"not every trial of {', '.join(kept + partial)} has finished" if partial else ""
+            parts += _kept(inputs, heading, ",".join(kept + partial), why=why)
         else:
             parts += [heading, "", render(inputs.specs, frame), ""]
     parts += [COMMANDS]
@@ -863,7 +916,15 @@ def _shortcut_section(inputs: ReportInputs, section: ShortcutSection) -> list[st
     return [section.heading, "", missing, ""]
 
 
-def _kept(inputs: ReportInputs, heading: str, section: str) -> list[str]:
+def _partial_note(spec: SweepSpec, finished: int) -> str:
+    return (
+        f"_Partial: {finished} of {expected_trials(spec)} trials finished; "
+        f"`limelight report --section {spec.dataset}` runs the rest (on any machine: it "
+        "carries the committed rows over). The claims wait for every trial._"
+    )
+
+
+def _kept(inputs: ReportInputs, heading: str, section: str, *, why: str = "") -> list[str]:
     """A section without committed rows: the previous report's text, said to be so."""
     body = inputs.previous.get(heading)
     if body is None:
@@ -871,7 +932,7 @@ def _kept(inputs: ReportInputs, heading: str, section: str) -> list[str]:
     where = f" under {inputs.rows_dir}" if inputs.rows_dir is not None else ""
     sections = " ".join(f"--section {name}" for name in section.split(","))
     note = (
-        f"_Kept from the previous report: no committed rows{where} for it; "
+        f"_Kept from the previous report: {why or f'no committed rows{where} for it'}; "
         f"`limelight report {sections}` regenerates it._"
     )
     if body.lstrip().startswith("_Kept from the previous report"):
@@ -1028,7 +1089,10 @@ def generate_report(
     for spec in specs:
         if spec.dataset in chosen:
             if run:
-                ensure_sweep(spec, storage, data_dir=data_dir, progress=progress)
+                committed = rows_dir / f"{spec.name}.parquet"
+                ensure_sweep(
+                    spec, storage, data_dir=data_dir, progress=progress, committed=committed
+                )
             _commit_rows(storage, spec.name, rows_dir, progress)
     for section in SHORTCUT_SECTIONS:
         if shortcut and section.name in chosen:

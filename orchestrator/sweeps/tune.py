@@ -26,10 +26,10 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -60,7 +60,10 @@ from orchestrator.sweeps.claim import claim_sweep
 from orchestrator.sweeps.rows import config_id, objective_metrics, result_row
 from orchestrator.sweeps.spec import SMOKE_LIMIT, SweepSpec
 
-__all__ = ["SweepReport", "objective_metrics", "run_sweep"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SweepReport", "objective_metrics", "pending_trials", "run_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -295,9 +298,43 @@ class HParamsLogger(TBXLoggerCallback):
             trial.evaluated_params = searched
 
 
-def _rows_callback(spec: SweepSpec, root: str, progress: Callable[[str], None]) -> Any:
+def _grid_space(
+    spec: SweepSpec, pending: Sequence[tuple[dict[str, Any], int]] | None
+) -> dict[str, Any]:
+    """A grid sweep's param space: every variant x every seed, or only ``pending``'s
+    pairs (the seed index then rides in the variant; ``_sampled`` reads it there)."""
+    from ray import tune
+
+    if pending is None:
+        return {
+            GRID_VARIANT: tune.grid_search(spec.grid()),
+            TRIAL_INDEX: tune.grid_search(list(range(len(spec.seeds)))),
+        }
+    pairs = [{**variant, TRIAL_INDEX: index} for variant, index in pending]
+    return {GRID_VARIANT: tune.grid_search(pairs)}
+
+
+def pending_trials(spec: SweepSpec, rows: pd.DataFrame) -> list[tuple[dict[str, Any], int]]:
+    """The (grid variant, seed index) pairs of a grid sweep without an ok row in
+    ``rows``: a configuration is known by its ``config_id`` and seed."""
+    ok = rows[rows["status"] == "ok"]
+    done = {(cid, int(seed)) for cid, seed in zip(ok["config_id"], ok["seed"], strict=True)}
+    return [
+        (variant, index)
+        for variant in spec.grid()
+        for index, seed in enumerate(spec.seeds)
+        if (config_id(variant["method"], variant[variant["method"]]), seed) not in done
+    ]
+
+
+def _rows_callback(
+    spec: SweepSpec,
+    root: str,
+    progress: Callable[[str], None],
+    on_trial_end: Callable[[], None] | None = None,
+) -> Any:
     """Driver-side: a row for each trial that ended without its own (stopped by ASHA,
-    or failed), and one progress line per finished trial."""
+    or failed), one progress line per finished trial, then ``on_trial_end``."""
     from ray import tune
 
     objective = spec.objective.names
@@ -316,6 +353,8 @@ def _rows_callback(spec: SweepSpec, root: str, progress: Callable[[str], None]) 
                 f"trial {trial.trial_id} {status}: {_describe(spec, trial.config)}"
                 + (f" -> val {values}" if values else "")
             )
+            if on_trial_end is not None:
+                on_trial_end()
 
         def _count(self) -> None:
             """Compact the table every ``COMPACT_EVERY`` finished trials: readers during
@@ -329,6 +368,8 @@ def _rows_callback(spec: SweepSpec, root: str, progress: Callable[[str], None]) 
             message = _error_line(trial)
             self._write(trial, "error", error=message)
             progress(f"trial {trial.trial_id} failed: {message}")
+            if on_trial_end is not None:
+                on_trial_end()
 
         def _write(self, trial: Any, status: str, **fields: Any) -> None:
             method, sampled, _seed = _sampled(spec, trial.config)
@@ -410,10 +451,17 @@ def run_sweep(
     smoke: bool = False,
     data_dir: str = "data",
     progress: Callable[[str], None] = log.info,
+    pending: Sequence[tuple[dict[str, Any], int]] | None = None,
+    on_trial_end: Callable[[], None] | None = None,
 ) -> SweepReport:
     """Run (or with ``resume`` finish) the sweep ``spec`` under the results root;
     ``resume=None`` resumes when there is a sweep to restore and starts one otherwise
     (``--finish``).
+
+    ``pending`` (grid sweeps): run only these (variant, seed index) pairs of the grid,
+    the ones ``pending_trials`` finds without a row (rows carried over from another
+    machine). ``on_trial_end`` is called in the driver after each trial's row is
+    written (it must pickle: Tune saves its callbacks).
 
     ``data_dir`` is made absolute here (trials run in other working directories); on a
     cluster it must be a path every node reaches. The same sweep again (its name under
@@ -426,9 +474,12 @@ def run_sweep(
         resume = can_restore
     if resume and not can_restore:
         raise ConfigError("resume", f"no sweep to resume at {experiment}")
-    with claim_sweep(root, spec.name, resume=resume, restorable=can_restore):
+    # Carried rows (``pending``) are this sweep's own, not an earlier run to refuse.
+    carried = pending is not None
+    with claim_sweep(root, spec.name, resume=resume or carried, restorable=can_restore):
         return _fit(spec, root, resume=resume, smoke=smoke, data_dir=data_dir,
-                    address=address, progress=progress)  # fmt: skip
+                    address=address, progress=progress, pending=pending,
+                    on_trial_end=on_trial_end)  # fmt: skip
 
 
 #: How often Tune starts a failed trial again (``FailureConfig.max_failures``).
@@ -446,6 +497,8 @@ def _fit(
     data_dir: str,
     address: str | None,
     progress: Callable[[str], None],
+    pending: Sequence[tuple[dict[str, Any], int]] | None = None,
+    on_trial_end: Callable[[], None] | None = None,
 ) -> SweepReport:
     """``run_sweep``'s work, with the sweep's folder claimed."""
     from ray import tune
@@ -474,7 +527,7 @@ def _fit(
     run_config = tune.RunConfig(
         name=spec.name,
         storage_path=root,
-        callbacks=[_rows_callback(spec, root, progress), HParamsLogger(spec)],
+        callbacks=[_rows_callback(spec, root, progress, on_trial_end), HParamsLogger(spec)],
         # A trial on a node that is lost runs again elsewhere, resuming from its run
         # folder (benchmarks/sweep_scale.py --node-loss); the price: a trial that fails
         # by itself fails TRIAL_RETRIES + 1 times before its error row.
@@ -486,10 +539,7 @@ def _fit(
     elif spec.sampler == "grid":
         tuner = tune.Tuner(
             trainable,
-            param_space={
-                GRID_VARIANT: tune.grid_search(spec.grid()),
-                TRIAL_INDEX: tune.grid_search(list(range(len(spec.seeds)))),
-            },
+            param_space=_grid_space(spec, pending),
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=spec.max_concurrent, reuse_actors=True
             ),

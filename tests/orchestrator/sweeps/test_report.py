@@ -10,12 +10,13 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
-from orchestrator.leaderboard import read_leaderboard
+from orchestrator.leaderboard import read_leaderboard, read_rows_file
 from orchestrator.sweeps.report import (
     SweepInterrupted,
     check_complete,
     generate_report,
     print_line,
+    rows_folder,
 )
 from orchestrator.sweeps.spec import parse_spec
 
@@ -137,6 +138,76 @@ def test_a_sweep_killed_while_starting_is_started_afresh(generated, tmp_path):
     assert restorable(folder / "results" / "report-tiny")  # a real finished experiment
     (tmp_path / "tuner.pkl").touch()  # what a driver killed inside Tuner() leaves
     assert not restorable(tmp_path)
+
+
+def _commit_partial(generated, out) -> set[str]:
+    """The generated section's committed rows less SGT seed 1, beside ``out`` as another
+    machine's checkout has them; returns the trial ids kept."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    _, _, first = generated
+    source, target = rows_folder(first), rows_folder(out)
+    target.mkdir(parents=True)
+    for spec_file in source.glob("*.spec.yaml"):  # the spec the rows came from
+        (target / spec_file.name).write_text(spec_file.read_text())
+    table = pq.read_table(source / "report-tiny.parquet")
+    dropped = pc.and_(pc.equal(table["method"], "sgt"), pc.equal(table["seed"], 1))
+    table = table.filter(pc.invert(dropped))
+    pq.write_table(table, target / "report-tiny.parquet")
+    return set(table["trial_id"].to_pylist())
+
+
+def test_a_section_resumes_on_another_machine_from_its_committed_rows(
+    generated, tmp_path, capsys, starts_ray
+):
+    _, spec, _ = generated
+    out = tmp_path / "docs" / "results.md"
+    carried = _commit_partial(generated, out)
+    assert len(carried) == 3
+
+    # Rendered from the committed rows alone, the section says it is partial.
+    generate_report([str(spec)], storage=str(tmp_path / "results"), out=out, run=False,
+                    shortcut=False)  # fmt: skip
+    assert "_Partial: 3 of 4 trials finished" in out.read_text()
+
+    # A fresh results root (another machine): only the missing trial runs.
+    generate_report([str(spec)], storage=str(tmp_path / "results"), out=out,
+                    shortcut=False, progress=print_line)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "3 rows carried over" in printed
+    assert re.findall(r"trial \S+ done: (\w+ seed \d)", printed) == ["sgt seed 1"]
+    rows = read_leaderboard(str(tmp_path / "results"), "report-tiny")
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"}
+    assert carried < set(rows["trial_id"])  # the carried rows, as they were
+    committed = read_rows_file(rows_folder(out) / "report-tiny.parquet")
+    assert sorted(zip(committed["method"], committed["seed"], strict=True)) == [
+        ("erm", 0), ("erm", 1), ("sgt", 0), ("sgt", 1)
+    ]  # fmt: skip
+    assert "_Partial" not in out.read_text()
+
+
+def test_rows_of_another_protocol_are_not_carried(generated, tmp_path):
+    from orchestrator.sweeps.report import _carries
+
+    _, _, first = generated
+    committed = rows_folder(first) / "report-tiny.parquet"
+    assert _carries(parse_spec(SPEC), committed)
+    longer = parse_spec({**SPEC, "train": {"epochs": 2}})  # same methods and seeds
+    assert not _carries(longer, committed)
+
+
+def test_pending_trials_are_the_grid_pairs_without_an_ok_row(generated):
+    from orchestrator.sweeps.tune import pending_trials
+
+    folder, _, _ = generated
+    rows = read_leaderboard(str(folder / "results"), "report-tiny")
+    spec = parse_spec(SPEC)
+    assert pending_trials(spec, rows) == []
+    without = rows[~((rows["method"] == "erm") & (rows["seed"] == 0))]
+    assert pending_trials(spec, without) == [({"method": "erm", "erm": {}}, 0)]
+    failed = rows.assign(status=["error"] + ["ok"] * (len(rows) - 1))
+    assert len(pending_trials(spec, failed)) == 1
 
 
 def test_a_difference_inside_the_seed_spread_is_no_clear_difference():
